@@ -1,0 +1,169 @@
+"""Check, Evidence and the registry of checks.
+
+A check asks one question about a candidate. It declares what it needs (the
+views and splits whose predictions it reads, and whether it needs embeddings),
+reads them from the shared prediction cache, and returns frozen Evidence
+records. Its math lives in pure functions next to it; the class only gathers
+inputs and records results.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import SpecError, did_you_mean
+
+if TYPE_CHECKING:
+    from ..data.task import Task
+    from ..models.candidate import Candidate
+    from .predictions import PredictionCache, Predictions
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One measured fact about one candidate.
+
+    Attributes:
+        check: the check that measured it, e.g. ``"calibration"``.
+        metric: the metric's name, the same string in store, report and policy.
+        candidate: the candidate's name in the study.
+        value: the point estimate.
+        low, high: the 95% interval (``None`` when none applies).
+        higher_is_better: direction for ranking (``None``: informational).
+        split, view: what data it was measured on.
+        details: JSON-able data behind the number (per class, bins, ...).
+        figures: names of the plots the report draws from ``details``.
+    """
+
+    check: str
+    metric: str
+    candidate: str
+    value: float
+    low: float | None = None
+    high: float | None = None
+    higher_is_better: bool | None = None
+    split: str = "test"
+    view: str = "clean"
+    details: Mapping[str, Any] = field(default_factory=dict)
+    figures: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["figures"] = list(self.figures)
+        out["details"] = dict(self.details)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Evidence:
+        return cls(**{**data, "figures": tuple(data.get("figures", ()))})
+
+    def interval_text(self, digits: int = 3) -> str:
+        """``0.981 [0.967, 0.993]`` or just the value."""
+        text = _fmt(self.value, digits)
+        if self.low is not None and self.high is not None:
+            text += f" [{_fmt(self.low, digits)}, {_fmt(self.high, digits)}]"
+        return text
+
+
+def _fmt(x: float, digits: int) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    if abs(x) >= 1000 or float(x).is_integer():
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}" if abs(x) < 0.001 else f"{x:.{digits}f}"
+
+
+@dataclass
+class CheckContext:
+    """What a check may read: the task, the shared predictions, the seed."""
+
+    task: Task
+    predictions: PredictionCache
+    seed: int = 0
+    n_boot: int = 1000
+
+    def predict(self, candidate: Candidate, split: str = "test", view: str = "clean", embeddings: bool = False) -> Predictions:
+        return self.predictions.get(candidate, self.task, split=split, view=view, embeddings=embeddings)
+
+
+class Check:
+    """Base class: constructors store keyword-only parameters; ``run`` computes.
+
+    Subclasses set ``name``, ``metrics`` (metric -> higher_is_better) and,
+    where they differ from the defaults, ``needs``, ``views`` and ``splits``.
+    """
+
+    name: ClassVar[str]
+    metrics: ClassVar[Mapping[str, bool | None]] = {}
+    needs: ClassVar[tuple[str, ...]] = ("logits",)
+    views: ClassVar[tuple[str, ...]] = ("clean",)
+    splits: ClassVar[tuple[str, ...]] = ("test",)
+
+    def run(self, candidate: Candidate, context: CheckContext) -> list[Evidence]:
+        raise NotImplementedError  # each registered check overrides it
+
+    def params(self) -> dict[str, Any]:
+        """The constructor's parameters and their current values."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {p: getattr(self, p) for p in names}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+    def evidence(self, candidate: Candidate, metric: str, value: float, interval=None, **kw: Any) -> Evidence:
+        """An Evidence record for ``metric``, its direction read from ``metrics``."""
+        low, high = interval if interval is not None else (None, None)
+        return Evidence(
+            check=self.name,
+            metric=metric,
+            candidate=candidate.name,
+            value=float(value),
+            low=None if low is None else float(low),
+            high=None if high is None else float(high),
+            higher_is_better=self.metrics.get(metric),
+            **kw,
+        )
+
+
+CHECKS: dict[str, type[Check]] = {}
+
+
+def register_check(cls: type[Check]) -> type[Check]:
+    """Class decorator adding a check to the registry under ``cls.name``."""
+    CHECKS[cls.name] = cls
+    return cls
+
+
+def make_check(name: str, options: Mapping[str, Any], where: str = "[checks]") -> Check:
+    """Build a registered check from study-file options, naming any bad key."""
+    from . import load_all
+
+    load_all()
+    if name not in CHECKS:
+        raise SpecError(f"{where}: unknown check '{name}'{did_you_mean(name, CHECKS)}; known: {', '.join(sorted(CHECKS))}")
+    cls = CHECKS[name]
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    for key in options:
+        if key not in allowed:
+            hint = did_you_mean(key, allowed) or (f"; allowed: {', '.join(allowed)}" if allowed else "; it takes no options")
+            raise SpecError(f"{where}.{name}: unknown key '{key}'{hint}")
+    try:
+        return cls(**options)
+    except (TypeError, ValueError) as error:
+        raise SpecError(f"{where}.{name}: {error}") from None
+
+
+def known_metrics() -> dict[str, bool | None]:
+    """Every metric any registered check can report, with its direction."""
+    from . import load_all
+
+    load_all()
+    out: dict[str, bool | None] = {}
+    for cls in CHECKS.values():
+        out.update(cls.metrics)
+    return out

@@ -1,0 +1,38 @@
+"""Seeded, stratified splits shared by every loader."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DataError
+
+
+def stratified_split(
+    y: np.ndarray, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), *, seed: int = 0, source: str = "data"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of train / val / test, with each class spread in proportion.
+
+    Every class with at least three examples lands in all three splits. The
+    same ``seed`` and labels always give the same indices.
+
+    Raises:
+        DataError: when fractions do not sum to 1 or a class is too small.
+    """
+    if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-9 or min(fractions) <= 0:
+        raise DataError(f"{source}: split fractions {fractions} must be three positive numbers that sum to 1")
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        if len(members) < 3:
+            raise DataError(
+                f"{source}: class {label!r} has {len(members)} example(s); each class needs at least 3 to split into train/val/test"
+            )
+        members = rng.permutation(members)
+        n_val = max(1, round(fractions[1] * len(members)))
+        n_test = max(1, round(fractions[2] * len(members)))
+        n_train = len(members) - n_val - n_test
+        parts[0].append(members[:n_train])
+        parts[1].append(members[n_train : n_train + n_val])
+        parts[2].append(members[n_train + n_val :])
+    return tuple(np.sort(np.concatenate(p)) for p in parts)  # type: ignore[return-value]

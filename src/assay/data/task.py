@@ -1,0 +1,163 @@
+"""Task and Split: the data and what it means.
+
+A Task is everything the rest of assay knows about the data: its splits, its
+modality, its class names, and optional group attributes (for fairness) and
+metadata columns (for slices). Loaders in ``sources.py`` and ``builtin.py``
+build Tasks; nothing else reads files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+
+MODALITIES = ("image", "signal", "tabular", "text")
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """One split of a task.
+
+    Attributes:
+        x: inputs, ``(N, ...)`` float32 for image/signal/tabular (images are
+            ``(N, C, H, W)``), an object array of strings for text.
+        y: integer class indices ``(N,)``; ``-1`` marks an unlabelled example.
+        groups: group attributes for fairness, name -> ``(N,)`` array.
+        meta: metadata columns for slices, name -> ``(N,)`` array.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    groups: Mapping[str, np.ndarray] = field(default_factory=dict)
+    meta: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.x)
+        if len(self.y) != n:
+            raise DataError(f"split: {n} inputs but {len(self.y)} labels; give one label per input")
+        for kind, columns in (("group", self.groups), ("metadata", self.meta)):
+            for name, values in columns.items():
+                if len(values) != n:
+                    raise DataError(
+                        f"{kind} column '{name}': {len(values)} values for {n} examples; give one per example"
+                    )
+        object.__setattr__(self, "groups", MappingProxyType(dict(self.groups)))
+        object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def subset(self, index: np.ndarray) -> Split:
+        """The examples at ``index`` (an integer or boolean array)."""
+        return Split(
+            x=self.x[index],
+            y=self.y[index],
+            groups={k: v[index] for k, v in self.groups.items()},
+            meta={k: v[index] for k, v in self.meta.items()},
+        )
+
+    def digest(self) -> str:
+        """A content hash of inputs, labels, groups and metadata."""
+        h = hashlib.sha256()
+        for name, array in (("x", self.x), ("y", self.y), *sorted(self.groups.items()), *sorted(self.meta.items())):
+            h.update(name.encode())
+            a = np.asarray(array)
+            if a.dtype == object:
+                h.update("\x1f".join(map(str, a.ravel())).encode())
+            else:
+                h.update(str(a.shape).encode() + str(a.dtype).encode())
+                h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """The data of a study and what it means.
+
+    Attributes:
+        name: short name, e.g. ``"digits"``.
+        modality: one of ``image``, ``signal``, ``tabular``, ``text``.
+        class_names: one name per class index.
+        train, val, test: labelled splits; ``val`` drives early stopping.
+        pool: optional unlabelled examples (labels all ``-1``).
+        description: one line for the report.
+        info: free-form facts for the report (source, split rule, ...).
+    """
+
+    name: str
+    modality: str
+    class_names: tuple[str, ...]
+    train: Split
+    val: Split
+    test: Split
+    pool: Split | None = None
+    description: str = ""
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.modality not in MODALITIES:
+            raise DataError(f"task '{self.name}': unknown modality '{self.modality}'; use one of {', '.join(MODALITIES)}")
+        if len(self.class_names) < 2:
+            raise DataError(f"task '{self.name}': found {len(self.class_names)} class; a classifier needs at least two")
+        k = len(self.class_names)
+        for split_name, split in self.labelled_splits():
+            if len(split) == 0:
+                raise DataError(f"task '{self.name}': the {split_name} split is empty; give it examples or change the split fractions")
+            bad = (split.y < 0) | (split.y >= k)
+            if bad.any():
+                raise DataError(
+                    f"task '{self.name}': {split_name} split has label {int(split.y[bad][0])} outside 0..{k - 1}"
+                )
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input, e.g. ``(1, 8, 8)``; ``()`` for text."""
+        return tuple(self.train.x.shape[1:]) if self.modality != "text" else ()
+
+    def split(self, name: str) -> Split:
+        """The split called ``name`` (``train``, ``val``, ``test`` or ``pool``)."""
+        found = getattr(self, name, None) if name in ("train", "val", "test", "pool") else None
+        if found is None:
+            raise DataError(f"task '{self.name}': no split '{name}'; use train, val or test")
+        return found
+
+    def labelled_splits(self) -> tuple[tuple[str, Split], ...]:
+        return (("train", self.train), ("val", self.val), ("test", self.test))
+
+    def digest(self) -> str:
+        """A content hash of every split; recorded with each candidate."""
+        h = hashlib.sha256(f"{self.name}|{self.modality}|{'|'.join(self.class_names)}".encode())
+        for _, split in (*self.labelled_splits(), ("pool", self.pool)):
+            h.update(split.digest().encode() if split is not None else b"-")
+        return h.hexdigest()
+
+    def summary(self) -> dict[str, Any]:
+        """Sizes and class balance, for the report and ``assay show``."""
+        counts = {
+            name: np.bincount(split.y, minlength=self.num_classes).tolist() for name, split in self.labelled_splits()
+        }
+        return {
+            "name": self.name,
+            "modality": self.modality,
+            "description": self.description,
+            "classes": list(self.class_names),
+            "input_shape": list(self.input_shape),
+            "sizes": {name: len(split) for name, split in self.labelled_splits()}
+            | ({"pool": len(self.pool)} if self.pool is not None else {}),
+            "class_counts": counts,
+            "groups": sorted(self.test.groups),
+            "metadata": sorted(self.test.meta),
+            **dict(self.info),
+        }

@@ -1,0 +1,228 @@
+"""Policies: gates and objectives, the Pareto front, and the pick.
+
+A policy is written in the study file::
+
+    [policy]
+    gates = ["accuracy >= 0.95", "ece <= 0.05"]
+    objectives = ["maximise accuracy", "minimise latency_p50_ms"]
+
+Gates filter; among candidates that pass every gate, the Pareto front over the
+objectives is built, and the pick is made lexicographically with statistical
+ties: the first objective decides unless the best candidate's 95% interval
+overlaps another front member's value, in which case the next objective breaks
+the tie. That keeps "0.981 vs 0.978 on 270 test images" from outweighing a
+3x faster model.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+from .checks.base import Evidence
+from .errors import SpecError, did_you_mean
+
+_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
+_GATE = re.compile(r"^\s*([A-Za-z_][\w.:\-\[\]]*)\s*(>=|<=|==|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+_OBJECTIVE = re.compile(r"^\s*(maximi[sz]e|minimi[sz]e)\s+([A-Za-z_][\w.:\-\[\]]*)\s*$")
+
+
+@dataclass(frozen=True)
+class Gate:
+    metric: str
+    op: str
+    threshold: float
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.threshold:g}"
+
+    def passes(self, value: float) -> bool:
+        return bool(_OPS[self.op](value, self.threshold))
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    maximise: bool
+
+    def __str__(self) -> str:
+        return f"{'maximise' if self.maximise else 'minimise'} {self.metric}"
+
+
+@dataclass(frozen=True)
+class Policy:
+    gates: tuple[Gate, ...] = ()
+    objectives: tuple[Objective, ...] = ()
+
+    @classmethod
+    def parse(cls, section: Mapping[str, object], known: Mapping[str, bool | None], where: str = "study.toml [policy]") -> Policy:
+        """Parse and validate a ``[policy]`` table against the known metrics.
+
+        Raises:
+            SpecError: naming the bad gate or objective and suggesting a fix.
+        """
+        for key in section:
+            if key not in ("gates", "objectives"):
+                raise SpecError(f"{where}: unknown key '{key}'{did_you_mean(key, ['gates', 'objectives'])}")
+        gates = []
+        for text in _strings(section.get("gates", []), where, "gates"):
+            m = _GATE.match(text)
+            if not m:
+                raise SpecError(f"{where}: cannot read gate '{text}'; write it as 'metric >= number' (ops: >=, <=, >, <, ==)")
+            _known_metric(m[1], known, where, f"gate '{text}'")
+            gates.append(Gate(m[1], m[2], float(m[3])))
+        objectives = []
+        for text in _strings(section.get("objectives", []), where, "objectives"):
+            m = _OBJECTIVE.match(text)
+            if not m:
+                raise SpecError(f"{where}: cannot read objective '{text}'; write it as 'maximise metric' or 'minimise metric'")
+            _known_metric(m[2], known, where, f"objective '{text}'")
+            objectives.append(Objective(m[2], m[1].startswith("maxim")))
+        return cls(tuple(gates), tuple(objectives))
+
+    def metrics(self) -> set[str]:
+        return {g.metric for g in self.gates} | {o.metric for o in self.objectives}
+
+
+def _strings(value: object, where: str, key: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SpecError(f"{where}: '{key}' must be a list of strings, e.g. {key} = [\"accuracy >= 0.9\"]")
+    return value
+
+
+def _known_metric(metric: str, known: Mapping[str, bool | None], where: str, what: str) -> None:
+    if metric not in known:
+        raise SpecError(f"{where}: unknown metric '{metric}' in {what}{did_you_mean(metric, known)}")
+
+
+@dataclass(frozen=True)
+class GateResult:
+    candidate: str
+    gate: str
+    value: float | None
+    passed: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of selection, as stored and reported.
+
+    Attributes:
+        chosen: the picked candidate's name, or ``None`` when none passed.
+        reason: one or two sentences a person can read.
+        gates, objectives: the policy as written.
+        passed: candidates that pass every gate.
+        pareto: the Pareto front among those.
+        gate_results: every (candidate, gate) with the value it was judged on.
+    """
+
+    chosen: str | None
+    reason: str
+    gates: tuple[str, ...]
+    objectives: tuple[str, ...]
+    passed: tuple[str, ...]
+    pareto: tuple[str, ...]
+    gate_results: tuple[GateResult, ...]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Decision:
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        fields["gate_results"] = tuple(GateResult(**g) for g in data["gate_results"])
+        return cls(**fields)
+
+
+def _table(evidence: Iterable[Evidence]) -> dict[str, dict[str, Evidence]]:
+    """candidate -> metric -> Evidence on the clean test split."""
+    out: dict[str, dict[str, Evidence]] = {}
+    for e in evidence:
+        if e.split == "test" and e.view == "clean":
+            out.setdefault(e.candidate, {})[e.metric] = e
+    return out
+
+
+def pareto_front(values: Mapping[str, Sequence[float]], maximise: Sequence[bool]) -> list[str]:
+    """Names whose objective vectors no other vector dominates.
+
+    ``b`` dominates ``a`` when it is at least as good on every objective and
+    strictly better on one.
+    """
+
+    def better_eq(u: float, v: float, up: bool) -> bool:
+        return u >= v if up else u <= v
+
+    front = []
+    for a, va in values.items():
+        dominated = any(
+            all(better_eq(vb[i], va[i], up) for i, up in enumerate(maximise)) and tuple(vb) != tuple(va)
+            for b, vb in values.items()
+            if b != a
+        )
+        if not dominated:
+            front.append(a)
+    return front
+
+
+def select(evidence: Sequence[Evidence], candidates: Sequence[str], policy: Policy) -> Decision:
+    """Apply gates, build the Pareto front, and pick one candidate."""
+    table = _table(evidence)
+    results = []
+    for name in candidates:
+        for gate in policy.gates:
+            e = table.get(name, {}).get(gate.metric)
+            value = None if e is None else e.value
+            results.append(GateResult(name, str(gate), value, value is not None and gate.passes(value)))
+    passed = [n for n in candidates if all(r.passed for r in results if r.candidate == n)]
+    common = dict(
+        gates=tuple(map(str, policy.gates)),
+        objectives=tuple(map(str, policy.objectives)),
+        passed=tuple(passed),
+        gate_results=tuple(results),
+    )
+    if not passed:
+        failures = [f"{r.candidate}: {r.gate} (got {_show(r.value)})" for r in results if not r.passed]
+        return Decision(None, "No candidate passes every gate. Failed: " + "; ".join(failures) + ".", pareto=(), **common)
+
+    objectives = policy.objectives or (Objective("accuracy", True),)
+    scored = {n: table.get(n, {}) for n in passed}
+    usable = [n for n in passed if all(o.metric in scored[n] for o in objectives)]
+    if not usable:
+        return Decision(passed[0], f"{passed[0]} passes every gate; no objective could be measured, so the first listed is chosen.", pareto=tuple(passed), **common)
+    vectors = {n: [scored[n][o.metric].value for o in objectives] for n in usable}
+    front = pareto_front(vectors, [o.maximise for o in objectives])
+    chosen, why = _pick(front, scored, objectives)
+    gate_text = f"passes all {len(policy.gates)} gate(s)" if policy.gates else "no gates set"
+    reason = f"{chosen} {gate_text} and is on the Pareto front of {len(front)} ({', '.join(front)}); {why}"
+    return Decision(chosen, reason, pareto=tuple(front), **common)
+
+
+def _pick(front: list[str], scored: Mapping[str, Mapping[str, Evidence]], objectives: Sequence[Objective]) -> tuple[str, str]:
+    """Lexicographic pick where a later objective only breaks statistical ties."""
+    pool = list(front)
+    notes = []
+    for i, objective in enumerate(objectives):
+        sign = 1 if objective.maximise else -1
+        best = max(pool, key=lambda n: sign * scored[n][objective.metric].value)
+        e = scored[best][objective.metric]
+        if i + 1 < len(objectives) and e.low is not None and e.high is not None:
+            tied = [n for n in pool if e.low <= scored[n][objective.metric].value <= e.high]
+        else:
+            tied = [best]
+        if len(tied) == 1:
+            notes.append(f"it is best on {objective.metric} ({e.interval_text()})")
+            return best, " ".join(notes) + "."
+        notes.append(
+            f"{', '.join(tied)} are statistically tied on {objective.metric} (within {best}'s 95% interval), so {objectives[i + 1].metric} decides;"
+        )
+        pool = tied
+    return pool[0], " ".join(notes) + "."
+
+
+def _show(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.4g}"
