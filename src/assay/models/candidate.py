@@ -1,0 +1,174 @@
+"""Candidate: a model plus where it came from.
+
+A candidate is saved as two files, ``<name>.safetensors`` (weights, never
+pickle) and ``<name>.json`` (provenance), and identified by a content hash
+of both. A compressed model is a candidate too, with its parent recorded and
+the structural transforms (e.g. ``dynamic_int8``) that loading reapplies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._io import atomic_path, write_json
+from ..errors import ModelError
+from . import quantized, zoo
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How a candidate was made.
+
+    Attributes:
+        recipe: the recipe kind, e.g. ``"train"`` or ``"quantize"``.
+        arch: architecture name, ``input_shape``, ``num_classes`` and options.
+        config: the recipe's resolved options.
+        seed: the seed it was made with.
+        data_hash: the task's content hash.
+        parent: the parent candidate's name, for derived candidates.
+        parent_id: the parent's content hash.
+        transforms: structural transforms applied after building ``arch``.
+        versions: library versions at creation.
+    """
+
+    recipe: str
+    arch: dict[str, Any]
+    config: dict[str, Any]
+    seed: int
+    data_hash: str
+    parent: str | None = None
+    parent_id: str | None = None
+    transforms: tuple[str, ...] = ()
+    versions: dict[str, str] = field(default_factory=lambda: library_versions())
+
+
+def library_versions() -> dict[str, str]:
+    from .. import __version__
+
+    return {"assay": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()}
+
+
+class Candidate:
+    """A model that can predict, embed and be saved, with its provenance.
+
+    Args:
+        name: the name in the study (unique within a run).
+        model: a ``zoo.Classifier`` (possibly transformed, e.g. int8).
+        provenance: how it was made.
+        training: what training recorded (history, epochs, seconds); optional.
+    """
+
+    def __init__(self, name: str, model: nn.Module, provenance: Provenance, training: dict[str, Any] | None = None) -> None:
+        self.name = name
+        self.model = model.eval()
+        self.provenance = provenance
+        self.training = training or {}
+
+    def __repr__(self) -> str:
+        return f"Candidate(name={self.name!r}, recipe={self.provenance.recipe!r}, id={self.id!r})"
+
+    @cached_property
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return quantized.export_tensors(self.model)
+
+    @cached_property
+    def id(self) -> str:
+        """A 12-hex content hash of weights and provenance (versions excluded)."""
+        h = hashlib.sha256()
+        for key in sorted(self._tensors):
+            h.update(key.encode())
+            h.update(self._tensors[key].cpu().numpy().tobytes())
+        prov = {k: v for k, v in asdict(self.provenance).items() if k != "versions"}
+        h.update(json.dumps(prov, sort_keys=True, default=str).encode())
+        return h.hexdigest()[:12]
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs; int8 models always run on the CPU."""
+        p = next(self.model.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> Candidate:
+        if not self.provenance.transforms:  # quantized kernels are CPU-only
+            self.model.to(device)
+        return self
+
+    @torch.inference_mode()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, K)`` for a batch of inputs."""
+        return self.model(x.to(self.device))
+
+    @torch.inference_mode()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``(B, D)``."""
+        return self.model.features(x.to(self.device))
+
+    def parameter_count(self) -> int:
+        """Weights count, int8 weights included (they are not nn.Parameters)."""
+        return int(sum(t.numel() for k, t in self._tensors.items() if t.is_floating_point() or k.endswith(".int8")) - sum(
+            t.numel() for k, t in self._tensors.items() if k.endswith((".running_mean", ".running_var", ".scales", ".scale"))
+        ))
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able summary for the store and the report."""
+        return {
+            "name": self.name,
+            "id": self.id,
+            **asdict(self.provenance),
+            "parameters": self.parameter_count(),
+            "training": self.training,
+        }
+
+    def save(self, folder: Path) -> Path:
+        """Write ``<name>.safetensors`` and ``<name>.json`` atomically; return the weights path."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        weights = folder / f"{self.name}.safetensors"
+        with atomic_path(weights) as tmp:
+            save_file(self._tensors, str(tmp), metadata={"assay_id": self.id})
+        write_json(folder / f"{self.name}.json", self.describe())
+        return weights
+
+    @classmethod
+    def load(cls, folder: Path, name: str) -> Candidate:
+        """Rebuild a saved candidate from its safetensors and JSON.
+
+        Raises:
+            ModelError: when a file is missing or does not match its description.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        meta_path, weights_path = folder / f"{name}.json", folder / f"{name}.safetensors"
+        for path in (meta_path, weights_path):
+            if not path.is_file():
+                raise ModelError(f"{path}: candidate file not found; save the candidate again or check the name")
+        try:
+            meta = json.loads(meta_path.read_text())
+            prov = Provenance(**{k: meta[k] for k in Provenance.__dataclass_fields__})
+            tensors = load_file(str(weights_path))
+        except (KeyError, TypeError, json.JSONDecodeError, SafetensorError) as error:
+            raise ModelError(f"{meta_path.parent / name}: cannot read candidate ({error}); the files are damaged, save it again") from None
+        arch = dict(prov.arch)
+        model = zoo.build(arch.pop("name"), input_shape=arch.pop("input_shape"), num_classes=arch.pop("num_classes"), **arch)
+        for transform in prov.transforms:
+            model = quantized.apply_transform(model, transform)
+        problems = quantized.import_tensors(model, tensors)
+        if problems:
+            raise ModelError(f"{weights_path}: weights do not fit architecture {prov.arch['name']} ({problems[0]}); the files do not belong together")
+        candidate = cls(name, model, Provenance(**{**asdict(prov), "transforms": tuple(prov.transforms)}), meta.get("training"))
+        if candidate.id != meta["id"]:
+            raise ModelError(f"{weights_path}: content hash {candidate.id} differs from the recorded {meta['id']}; the file was changed after saving")
+        return candidate

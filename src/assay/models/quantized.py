@@ -1,0 +1,105 @@
+"""Int8 structure for models: apply it, and move its weights in and out of plain tensors.
+
+Dynamic int8 uses PyTorch's eager ``quantize_dynamic`` with per-channel
+weight scales. It is deprecated upstream in favour of torchao, but torchao's
+CPU int8 path measured 20x slower than fp32 on this class of machine, while
+the fbgemm/x86 kernels behind ``quantize_dynamic`` are fast; the deprecation
+warning is silenced here on purpose. A quantized model is saved as plain
+tensors (int8 values, scales, zero points) so it fits in safetensors; loading
+rebuilds the architecture, applies the same structure and sets the weights.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+TRANSFORMS = ("dynamic_int8",)
+
+
+def _dynamic_linear_type() -> type:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.nn.quantized.dynamic import Linear
+
+    return Linear
+
+
+def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose Linear layers run int8 matmuls (weights per-channel, activations per batch)."""
+    import copy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        model = copy.deepcopy(model).cpu().eval()  # quantized kernels are CPU-only
+        return quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+
+
+def apply_transform(model: nn.Module, name: str) -> nn.Module:
+    """Apply a named structural transform (as recorded in a candidate's provenance)."""
+    if name == "dynamic_int8":
+        return quantize_dynamic_int8(model)
+    raise ValueError(f"unknown model transform '{name}'; known: {', '.join(TRANSFORMS)}")
+
+
+def export_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every tensor needed to rebuild ``model``'s weights, as plain tensors."""
+    qlinear = _dynamic_linear_type()
+    out = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor) and not v.is_quantized}
+    for prefix, module in model.named_modules():
+        if isinstance(module, qlinear):
+            for key in [k for k in out if k.startswith(f"{prefix}._packed_params")]:
+                del out[key]
+            w = module.weight()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out[f"{prefix}.qweight.int8"] = w.int_repr().contiguous()
+                if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+                    out[f"{prefix}.qweight.scales"] = w.q_per_channel_scales().to(torch.float64)
+                    out[f"{prefix}.qweight.zero_points"] = w.q_per_channel_zero_points().to(torch.int64)
+                else:
+                    out[f"{prefix}.qweight.scales"] = torch.tensor([w.q_scale()], dtype=torch.float64)
+                    out[f"{prefix}.qweight.zero_points"] = torch.tensor([w.q_zero_point()], dtype=torch.int64)
+            bias = module.bias()
+            if bias is not None:
+                out[f"{prefix}.qweight.bias"] = bias.detach().contiguous()
+    return out
+
+
+def import_tensors(model: nn.Module, tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Load ``tensors`` (from ``export_tensors``) into ``model``; return problems found.
+
+    Tensors are copied one by one rather than through ``load_state_dict``:
+    quantized Linear layers re-pack weights there in a way that, measured
+    here, changes their outputs.
+    """
+    qlinear = _dynamic_linear_type()
+    expected = set(export_tensors(model))
+    problems = [f"missing tensor '{k}'" for k in sorted(expected - set(tensors))]
+    problems += [f"unexpected tensor '{k}'" for k in sorted(set(tensors) - expected)]
+    if problems:
+        return problems
+    state = model.state_dict(keep_vars=True)
+    with torch.no_grad():
+        for prefix, module in model.named_modules():
+            if isinstance(module, qlinear):
+                values, scales, zero_points = (tensors[f"{prefix}.qweight.{k}"] for k in ("int8", "scales", "zero_points"))
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    if len(scales) == 1 and values.shape[0] != 1:
+                        weight = torch._make_per_tensor_quantized_tensor(values, float(scales[0]), int(zero_points[0]))
+                    else:
+                        weight = torch._make_per_channel_quantized_tensor(values, scales, zero_points, 0)
+                module.set_weight_bias(weight, tensors.get(f"{prefix}.qweight.bias"))
+        for key, value in tensors.items():
+            if ".qweight." in key:
+                continue
+            target = state[key]
+            if target.shape != value.shape:
+                return [f"tensor '{key}' has shape {tuple(value.shape)}, the architecture expects {tuple(target.shape)}"]
+            target.copy_(value)
+    return []

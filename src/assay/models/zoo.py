@@ -1,0 +1,101 @@
+"""Architectures by name.
+
+Every model is a ``Classifier``: ``features(x)`` gives the penultimate
+embedding ``(B, D)`` and ``head`` maps it to logits ``(B, K)``. That split is
+what ``Candidate.embed`` and the embedding-based checks rely on.
+
+    model = build("cnn", input_shape=(1, 8, 8), num_classes=10, channels=(32, 64, 128))
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import SpecError, did_you_mean
+
+
+class Classifier(nn.Module):
+    """A feature extractor followed by a linear head."""
+
+    def __init__(self, features: nn.Module, head: nn.Linear) -> None:
+        super().__init__()
+        self.body = features
+        self.head = head
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def mlp(
+    input_shape: Sequence[int],
+    num_classes: int,
+    *,
+    hidden: Sequence[int] = (256, 128),
+    dropout: float = 0.1,
+) -> Classifier:
+    """A multilayer perceptron on flattened inputs; GELU, LayerNorm, dropout."""
+    width = math.prod(input_shape)
+    layers: list[nn.Module] = [nn.Flatten()]
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.LayerNorm(h), nn.GELU(), nn.Dropout(dropout)]
+        width = h
+    return Classifier(nn.Sequential(*layers), nn.Linear(width, num_classes))
+
+
+def cnn(
+    input_shape: Sequence[int],
+    num_classes: int,
+    *,
+    channels: Sequence[int] = (32, 64, 128),
+    dropout: float = 0.2,
+) -> Classifier:
+    """A small VGG-style CNN for images ``(C, H, W)``.
+
+    Each stage is conv3x3 + BatchNorm + ReLU; a 2x2 max-pool follows each
+    stage but the last while the feature map is larger than 2x2. Global
+    average pooling makes the head independent of the input size.
+    """
+    if len(input_shape) != 3:
+        raise SpecError(f"arch 'cnn': needs image inputs (C, H, W), got shape {tuple(input_shape)}; use 'mlp' for this task")
+    c, h, w = input_shape
+    layers: list[nn.Module] = []
+    for i, out in enumerate(channels):
+        layers += [nn.Conv2d(c, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+        if i < len(channels) - 1 and min(h, w) > 2:
+            layers.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+        c = out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout)]  # (B, C)
+    return Classifier(nn.Sequential(*layers), nn.Linear(c, num_classes))
+
+
+ARCHITECTURES: dict[str, Callable[..., Classifier]] = {"mlp": mlp, "cnn": cnn}
+
+
+def arch_options(name: str) -> list[str]:
+    """The keyword options an architecture accepts."""
+    return [p for p, v in inspect.signature(ARCHITECTURES[name]).parameters.items() if v.kind is v.KEYWORD_ONLY]
+
+
+def build(name: str, *, input_shape: Sequence[int], num_classes: int, where: str = "arch", **options: Any) -> Classifier:
+    """An untrained model from the zoo.
+
+    Raises:
+        SpecError: for an unknown architecture or option.
+    """
+    if name not in ARCHITECTURES:
+        raise SpecError(f"{where}: unknown architecture '{name}'{did_you_mean(name, ARCHITECTURES)}; available: {', '.join(ARCHITECTURES)}")
+    allowed = arch_options(name)
+    for key in options:
+        if key not in allowed:
+            raise SpecError(f"{where}: architecture '{name}' has no option '{key}'{did_you_mean(key, allowed)}; options: {', '.join(allowed)}")
+    return ARCHITECTURES[name](tuple(input_shape), num_classes, **options)
