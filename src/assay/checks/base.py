@@ -9,7 +9,6 @@ inputs and records results.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -108,8 +107,9 @@ class Check:
 
     def params(self) -> dict[str, Any]:
         """The constructor's parameters and their current values."""
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {p: getattr(self, p) for p in names}
+        from .._options import option_names
+
+        return {p: getattr(self, p) for p in option_names(type(self))}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
@@ -141,21 +141,13 @@ def register_check(cls: type[Check]) -> type[Check]:
 
 def make_check(name: str, options: Mapping[str, Any], where: str = "[checks]") -> Check:
     """Build a registered check from study-file options, naming any bad key."""
+    from .._options import construct
     from . import load_all
 
     load_all()
     if name not in CHECKS:
         raise SpecError(f"{where}: unknown check '{name}'{did_you_mean(name, CHECKS)}; known: {', '.join(sorted(CHECKS))}")
-    cls = CHECKS[name]
-    allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    for key in options:
-        if key not in allowed:
-            hint = did_you_mean(key, allowed) or (f"; allowed: {', '.join(allowed)}" if allowed else "; it takes no options")
-            raise SpecError(f"{where}.{name}: unknown key '{key}'{hint}")
-    try:
-        return cls(**options)
-    except (TypeError, ValueError) as error:
-        raise SpecError(f"{where}.{name}: {error}") from None
+    return construct(CHECKS[name], options, f"{where}.{name}")
 
 
 def known_metrics() -> dict[str, bool | None]:

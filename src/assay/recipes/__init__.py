@@ -1,0 +1,19 @@
+"""Recipes: each module one way to make a candidate, registered by kind."""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import RECIPES, Recipe, RecipeContext, make_recipe, register_recipe
+
+_MODULES = ("train", "quantize")
+
+
+def load_all() -> dict[str, type[Recipe]]:
+    """Import every recipe module so the registry is complete."""
+    for module in _MODULES:
+        importlib.import_module(f"{__name__}.{module}")
+    return RECIPES
+
+
+__all__ = ["RECIPES", "Recipe", "RecipeContext", "load_all", "make_recipe", "register_recipe"]

@@ -1,0 +1,78 @@
+"""Recipe: anything that makes a Candidate, and the registry of recipes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from .._options import construct, option_names
+from ..data.task import Task
+from ..errors import SpecError, did_you_mean
+from ..models.candidate import Candidate
+
+
+@dataclass
+class RecipeContext:
+    """What a recipe may use.
+
+    Attributes:
+        task: the study's task.
+        work_dir: a folder of its own for checkpoints (kept across resumes).
+        device: where to train.
+        seed: the study's seed.
+        candidates: candidates made so far, by name (parents come from here).
+        progress: show a progress bar.
+        on_epoch_end: called as ``fn(epoch, history_row)`` after each epoch;
+            tests use it to interrupt a run.
+    """
+
+    task: Task
+    work_dir: Path
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seed: int = 0
+    candidates: Mapping[str, Candidate] = field(default_factory=dict)
+    progress: bool = True
+    on_epoch_end: Callable[[int, dict], None] | None = None
+
+    def parent(self, name: str, where: str) -> Candidate:
+        if name not in self.candidates:
+            raise SpecError(f"{where}: parent '{name}' is not a candidate made before this recipe{did_you_mean(name, self.candidates)}; list the parent's recipe first")
+        return self.candidates[name]
+
+
+class Recipe:
+    """Base class: constructors store keyword-only options; ``make`` builds."""
+
+    kind: ClassVar[str]
+
+    def make(self, name: str, context: RecipeContext) -> Candidate:
+        raise NotImplementedError  # each registered recipe overrides it
+
+    def params(self) -> dict[str, Any]:
+        return {p: getattr(self, p) for p in option_names(type(self))}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
+
+
+RECIPES: dict[str, type[Recipe]] = {}
+
+
+def register_recipe(cls: type[Recipe]) -> type[Recipe]:
+    """Class decorator adding a recipe to the registry under ``cls.kind``."""
+    RECIPES[cls.kind] = cls
+    return cls
+
+
+def make_recipe(kind: str, options: Mapping[str, Any], where: str) -> Recipe:
+    """Build a registered recipe from study-file options."""
+    from . import load_all
+
+    load_all()
+    if kind not in RECIPES:
+        raise SpecError(f"{where}: unknown recipe kind '{kind}'{did_you_mean(kind, RECIPES)}; known: {', '.join(sorted(RECIPES))}")
+    return construct(RECIPES[kind], options, where)

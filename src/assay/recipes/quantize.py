@@ -1,0 +1,44 @@
+"""The ``quantize`` recipe: a compressed child of a trained candidate."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..models import quantized
+from ..models.candidate import Candidate, Provenance
+from .base import Recipe, RecipeContext, register_recipe
+
+
+@register_recipe
+class Quantize(Recipe):
+    """Int8 weights for the parent's Linear layers, activations quantized per batch.
+
+    Study file::
+
+        [[recipe]]
+        name = "cnn-int8"
+        kind = "quantize"
+        parent = "cnn"
+    """
+
+    kind = "quantize"
+
+    def __init__(self, *, parent: str, mode: str = "dynamic_int8") -> None:
+        if mode not in quantized.TRANSFORMS:
+            raise ValueError(f"unknown mode '{mode}'; available: {', '.join(quantized.TRANSFORMS)}")
+        self.parent = parent
+        self.mode = mode
+
+    def make(self, name: str, context: RecipeContext) -> Candidate:
+        parent = context.parent(self.parent, f"[[recipe]] '{name}'")
+        model = quantized.apply_transform(parent.model, self.mode)
+        provenance = replace(
+            parent.provenance,
+            recipe=self.kind,
+            config=self.params(),
+            parent=parent.name,
+            parent_id=parent.id,
+            transforms=(*parent.provenance.transforms, self.mode),
+            versions=Provenance.__dataclass_fields__["versions"].default_factory(),
+        )
+        return Candidate(name, model, provenance)
