@@ -71,7 +71,7 @@ class Evidence:
 def _fmt(x: float, digits: int) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
-    if abs(x) >= 1000 or float(x).is_integer():
+    if abs(x) >= 1000:
         return f"{x:,.0f}"
     return f"{x:.{digits}g}" if abs(x) < 0.001 else f"{x:.{digits}f}"
 

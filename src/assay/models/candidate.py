@@ -109,6 +109,15 @@ class Candidate:
         return self.model(x.to(self.device))
 
     @torch.inference_mode()
+    def forward(self, x: torch.Tensor, embeddings: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits and, when asked, penultimate features from one pass."""
+        x = x.to(self.device)
+        if not embeddings:
+            return self.model(x), None
+        features = self.model.features(x)  # (B, D)
+        return self.model.head(features), features
+
+    @torch.inference_mode()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features ``(B, D)``."""
         return self.model.features(x.to(self.device))
@@ -129,14 +138,18 @@ class Candidate:
             "training": self.training,
         }
 
+    def to_bytes(self) -> bytes:
+        """The weights file's exact content (safetensors)."""
+        from safetensors.torch import save
+
+        return save(self._tensors, metadata={"assay_id": self.id})
+
     def save(self, folder: Path) -> Path:
         """Write ``<name>.safetensors`` and ``<name>.json`` atomically; return the weights path."""
-        from safetensors.torch import save_file
-
         folder = Path(folder)
         weights = folder / f"{self.name}.safetensors"
         with atomic_path(weights) as tmp:
-            save_file(self._tensors, str(tmp), metadata={"assay_id": self.id})
+            tmp.write_bytes(self.to_bytes())
         write_json(folder / f"{self.name}.json", self.describe())
         return weights
 

@@ -1,0 +1,54 @@
+"""Bootstrap intervals shared by every check.
+
+The nonparametric percentile bootstrap (Efron & Tibshirani 1993, ch. 13):
+resample the test examples with replacement, recompute the statistic, and
+take the 2.5th and 97.5th percentiles. Resamples are drawn in chunks so
+memory stays bounded as the test split grows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+Statistic = Callable[[np.ndarray], np.ndarray]
+
+
+def bootstrap(statistic: Statistic, n: int, *, n_boot: int = 1000, seed: int = 0, chunk_elements: int = 2_000_000) -> np.ndarray:
+    """Evaluate ``statistic`` on ``n_boot`` resamples of ``n`` examples.
+
+    Args:
+        statistic: maps an index array ``(b, n)`` to values ``(b,)`` or ``(b, m)``.
+        n: number of examples.
+
+    Returns:
+        ``(n_boot,)`` or ``(n_boot, m)`` bootstrap replicates.
+    """
+    rng = np.random.default_rng(seed)
+    per_chunk = max(1, chunk_elements // max(n, 1))
+    out = []
+    for start in range(0, n_boot, per_chunk):
+        b = min(per_chunk, n_boot - start)
+        out.append(np.asarray(statistic(rng.integers(0, n, size=(b, n)))))
+    return np.concatenate(out, axis=0)
+
+
+def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper percentile bounds along the first axis (NaNs ignored)."""
+    tail = (1 - level) / 2 * 100
+    return np.nanpercentile(replicates, tail, axis=0), np.nanpercentile(replicates, 100 - tail, axis=0)
+
+
+def mean_interval(values: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval of the mean of per-example ``values``."""
+    values = np.asarray(values, dtype=np.float64)
+    low, high = percentile_interval(bootstrap(lambda idx: values[idx].mean(axis=1), len(values), n_boot=n_boot, seed=seed))
+    return float(low), float(high)
+
+
+def confusion_matrices(y_true: np.ndarray, y_pred: np.ndarray, k: int, index: np.ndarray) -> np.ndarray:
+    """Confusion matrices ``(b, K, K)`` (rows true, columns predicted) for each resample row of ``index``."""
+    b = index.shape[0]
+    cells = y_true[index] * k + y_pred[index] + (np.arange(b) * k * k)[:, None]  # (b, n)
+    return np.bincount(cells.ravel(), minlength=b * k * k).reshape(b, k, k)
