@@ -8,10 +8,11 @@ A policy is written in the study file::
 
 Gates filter; among candidates that pass every gate, the Pareto front over the
 objectives is built, and the pick is made lexicographically with statistical
-ties: the first objective decides unless the best candidate's 95% interval
-overlaps another front member's value, in which case the next objective breaks
-the tie. That keeps "0.981 vs 0.978 on 270 test images" from outweighing a
-3x faster model.
+ties: the first objective decides unless the best candidate and another
+front member are statistically indistinguishable (either value lies inside
+the other's 95% interval), in which case the next objective breaks the tie.
+That keeps "0.981 vs 0.978 on 270 test images" from outweighing a 3x faster
+model.
 """
 
 from __future__ import annotations
@@ -210,18 +211,24 @@ def _pick(front: list[str], scored: Mapping[str, Mapping[str, Evidence]], object
         sign = 1 if objective.maximise else -1
         best = max(pool, key=lambda n: sign * scored[n][objective.metric].value)
         e = scored[best][objective.metric]
-        if i + 1 < len(objectives) and e.low is not None and e.high is not None:
-            tied = [n for n in pool if e.low <= scored[n][objective.metric].value <= e.high]
-        else:
-            tied = [best]
+        tied = [n for n in pool if n == best or (i + 1 < len(objectives) and _overlap(e, scored[n][objective.metric]))]
         if len(tied) == 1:
             notes.append(f"it is best on {objective.metric} ({e.interval_text()})")
             return best, " ".join(notes) + "."
         notes.append(
-            f"{', '.join(tied)} are statistically tied on {objective.metric} (within {best}'s 95% interval), so {objectives[i + 1].metric} decides;"
+            f"{', '.join(tied)} are statistically tied on {objective.metric} (each one's value lies in the other's 95% interval), so {objectives[i + 1].metric} decides;"
         )
         pool = tied
     return pool[0], " ".join(notes) + "."
+
+
+def _overlap(a: Evidence, b: Evidence) -> bool:
+    """True when either value lies inside the other's 95% interval."""
+
+    def inside(x: float, e: Evidence) -> bool:
+        return e.low is not None and e.high is not None and e.low <= x <= e.high
+
+    return inside(a.value, b) or inside(b.value, a)
 
 
 def _show(value: float | None) -> str:

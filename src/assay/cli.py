@@ -1,0 +1,182 @@
+"""The command line: parse, validate, call the API, print.
+
+Exit status: 0 when a candidate passes the gates (or a command succeeds), 1
+when no candidate passes, 2 for a user error (one line, no traceback unless
+``--debug``), 130 when interrupted (run the same command again to resume).
+Only the standard library is imported at module level so ``assay --help``
+answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEMO_STUDY = "digits.toml"
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--out", default="runs", metavar="DIR", help="runs folder holding run folders and index.db (default: runs)")
+    common.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
+    common.add_argument("--seed", type=int, default=None, help="override the study file's seed")
+    common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="assay",
+        description="Which model should I ship for this task, and what is the evidence? "
+        "assay makes candidate models, checks each one with the same battery, decides with a policy, and writes a report.",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = sub.add_parser("demo", parents=[common], help="run the bundled digits study (examples/digits.toml)",
+                          description="Train an MLP and a CNN on scikit-learn's digits, quantize the CNN, check all three, pick one, write the report.")
+    demo.add_argument("--new", action="store_true", help="start a new run instead of resuming an unfinished one")
+    run = sub.add_parser("run", parents=[common], help="run a study file", description="Run a study file: make candidates, check them, decide, report.")
+    run.add_argument("study", type=Path, help="the study file (TOML)")
+    run.add_argument("--new", action="store_true", help="start a new run instead of resuming an unfinished one")
+    sub.add_parser("runs", parents=[common], help="list stored runs", description="List the runs in the runs folder, newest first.")
+    show = sub.add_parser("show", parents=[common], help="print a run's summary", description="Print a run's evidence table and decision.")
+    show.add_argument("run", help="run id, unique prefix, or 'latest'")
+    report = sub.add_parser("report", parents=[common], help="rebuild a run's report and model card", description="Rebuild report.html and model_card.md from the store.")
+    report.add_argument("run", help="run id, unique prefix, or 'latest'")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from .errors import AssayError
+
+    try:
+        return _COMMANDS[args.command](args)
+    except AssayError as error:
+        if args.debug:
+            raise
+        print(f"assay: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nassay: interrupted; run the same command again to resume where it stopped", file=sys.stderr)
+        return 130
+
+
+def _demo_study() -> Path:
+    here = Path(__file__).resolve()
+    for folder in (Path.cwd() / "examples", here.parents[2] / "examples", here.parent / "examples"):
+        if (folder / DEMO_STUDY).is_file():
+            return folder / DEMO_STUDY
+    from .errors import SpecError
+
+    raise SpecError(f"examples/{DEMO_STUDY}: not found; run 'assay demo' from the project folder or use 'assay run STUDY.toml'")
+
+
+def _run(args: argparse.Namespace, study_path: Path) -> int:
+    from .study import Study
+
+    study = Study.from_file(study_path, out=args.out, device=args.device, seed=args.seed, progress=not args.quiet, new=args.new)
+    result = study.run()
+    if result.resumed:
+        print(f"(resumed unfinished run {result.run_id})")
+    print(_summary(result.run_id, result.candidates, result.evidence, result.decision))
+    print(f"\nreport:     {result.report}\nmodel card: {result.model_card}")
+    return result.exit_code
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    return _run(args, _demo_study())
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    return _run(args, args.study)
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from .store import Store
+
+    rows = Store(args.out).list_runs()
+    if not rows:
+        print(f"no runs in {args.out}/ yet; try 'assay demo'")
+        return 0
+    table = [["run", "status", "created", "chosen", "exit"]]
+    table += [[r["id"], r["status"], r["created"] or "", r["chosen"] or "-", "" if r["exit_code"] is None else str(r["exit_code"])] for r in rows]
+    print(_format_table(table))
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from .store import Store
+
+    store = Store(args.out)
+    run_id = store.resolve(args.run)
+    meta = store.run_meta(run_id)
+    evidence = store.load_evidence(run_id)
+    candidates = store.candidate_descriptions(run_id, dict.fromkeys(e.candidate for e in evidence))
+    print(f"run {run_id}  ({meta.get('status')}, created {meta.get('created')}, seed {meta.get('seed')}, device {meta.get('device')})")
+    print(f"task {meta.get('task', {}).get('name')}: {meta.get('task', {}).get('sizes')}")
+    print(_summary(run_id, candidates, evidence, store.load_decision(run_id)))
+    report = store.run_dir(run_id) / "report.html"
+    if report.is_file():
+        print(f"\nreport: {report}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .store import Store
+    from .study import build_report
+
+    store = Store(args.out)
+    html, card = build_report(store, store.resolve(args.run))
+    print(f"report:     {html}\nmodel card: {card}")
+    return 0
+
+
+_COMMANDS = {"demo": _cmd_demo, "run": _cmd_run, "runs": _cmd_runs, "show": _cmd_show, "report": _cmd_report}
+
+_KEY_METRICS = ("accuracy", "macro_f1", "worst_class_recall", "ece", "latency_p50_ms", "size_mb")
+
+
+def _summary(run_id, candidates, evidence, decision) -> str:
+    """Candidates x key metrics (with intervals), gate results and the decision."""
+    table: dict[str, dict[str, str]] = {}
+    for e in evidence:
+        if e.split == "test" and e.view == "clean":
+            table.setdefault(e.candidate, {})[e.metric] = e.interval_text()
+    metrics = [m for m in (*(_policy_metrics(decision)), *_KEY_METRICS) if any(m in row for row in table.values())]
+    metrics = list(dict.fromkeys(metrics))
+    rows = [["candidate", "recipe", *metrics, "gates"]]
+    recipes = {c["name"]: c.get("recipe", "") + (f"({c['parent']})" if c.get("parent") else "") for c in candidates}
+    for name in table:
+        passed = "-" if decision is None or not decision.gates else ("pass" if name in decision.passed else "FAIL")
+        mark = "* " if decision is not None and name == decision.chosen else "  "
+        rows.append([mark + name, recipes.get(name, ""), *(table[name].get(m, "") for m in metrics), passed])
+    lines = [f"\nrun {run_id}", _format_table(rows)]
+    if decision is not None:
+        lines.append(f"\ndecision: {'ship ' + decision.chosen if decision.chosen else 'no candidate passes the gates'}")
+        lines.append(f"because:  {decision.reason}")
+    return "\n".join(lines)
+
+
+def _policy_metrics(decision) -> list[str]:
+    if decision is None:
+        return []
+    names = [g.split()[0] for g in decision.gates] + [o.split()[-1] for o in decision.objectives]
+    return names
+
+
+def _format_table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for j, row in enumerate(rows):
+        out.append("  ".join(cell.ljust(w) if i < 2 or j == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+        if j == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)

@@ -1,0 +1,193 @@
+"""The study file: a TOML description of task, recipes, checks and policy.
+
+::
+
+    name = "digits"
+    seed = 0
+
+    [task]
+    builtin = "digits"
+
+    [[recipe]]
+    name = "cnn"
+    kind = "train"
+    arch = "cnn"
+
+    [checks]
+    run = ["performance", "calibration", "efficiency"]
+
+    [policy]
+    gates = ["accuracy >= 0.95"]
+    objectives = ["maximise accuracy", "minimise latency_p50_ms"]
+
+Everything is validated when the file is read, before any training starts,
+with errors that name the key and suggest the fix. Paths are relative to the
+study file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SpecError, did_you_mean
+
+_TOP = ("name", "seed", "description", "task", "recipe", "checks", "policy")
+_CHECKS_KEYS = ("run", "n_boot")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+@dataclass(frozen=True)
+class RecipeSpec:
+    name: str
+    kind: str
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study file.
+
+    Attributes:
+        path: the file (``None`` for a study built in code).
+        text: its text, stored with each run.
+        task: the ``[task]`` table.
+        recipes: in order; a parent is always listed before its children.
+        checks: check name -> options.
+        policy: the parsed ``[policy]``.
+    """
+
+    path: Path | None
+    text: str
+    name: str
+    seed: int
+    task: Mapping[str, Any]
+    recipes: tuple[RecipeSpec, ...]
+    checks: Mapping[str, Mapping[str, Any]]
+    policy: Any  # select.Policy
+    n_boot: int = 1000
+    description: str = ""
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    def config_hash(self, seed: int) -> str:
+        """Identifies 'the same study': its text and effective seed."""
+        return hashlib.sha256(f"{self.text}\n#seed={seed}".encode()).hexdigest()[:16]
+
+
+def load_study(path: Path | str) -> StudySpec:
+    """Read and validate a study file.
+
+    Raises:
+        SpecError: a one-line message naming the file, the key and the fix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: study file not found; check the path (examples/digits.toml is a template)")
+    text = path.read_text(encoding="utf-8")
+    return parse_study(text, path=path)
+
+
+def parse_study(text: str, *, path: Path | None = None) -> StudySpec:
+    """Validate study-file text (see ``load_study``)."""
+    where = str(path) if path else "study"
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SpecError(f"{where}: not valid TOML ({error}); fix the syntax there") from None
+    for key in data:
+        if key not in _TOP:
+            raise SpecError(f"{where}: unknown key '{key}'{did_you_mean(key, _TOP)}; top-level keys are {', '.join(_TOP)}")
+
+    name = data.get("name", path.stem if path else "study")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise SpecError(f"{where}: name {name!r} must be letters, digits, '-', '_' or '.'")
+    seed = data.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise SpecError(f"{where}: seed must be a non-negative integer, got {seed!r}")
+
+    task = data.get("task")
+    if not isinstance(task, dict) or not task:
+        raise SpecError(f"{where}: missing [task]; add e.g. [task] builtin = \"digits\" or path = \"data.csv\"")
+
+    recipes = _recipes(data.get("recipe"), where)
+    checks, n_boot = _checks(data.get("checks", {}), where)
+
+    from .checks.base import known_metrics
+    from .select import Policy
+
+    policy_table = data.get("policy", {})
+    if not isinstance(policy_table, dict):
+        raise SpecError(f"{where}: [policy] must be a table with gates and objectives")
+    policy = Policy.parse(policy_table, known_metrics(), where=f"{where} [policy]")
+    return StudySpec(
+        path=path,
+        text=text,
+        name=name,
+        seed=seed,
+        task=task,
+        recipes=recipes,
+        checks=checks,
+        policy=policy,
+        n_boot=n_boot,
+        description=str(data.get("description", "")),
+        base_dir=path.parent if path else Path.cwd(),
+    )
+
+
+def _recipes(tables: object, where: str) -> tuple[RecipeSpec, ...]:
+    from .recipes import make_recipe
+
+    if not isinstance(tables, list) or not tables:
+        raise SpecError(f"{where}: no [[recipe]]; add at least one, e.g. [[recipe]] name = \"mlp\" kind = \"train\" arch = \"mlp\"")
+    out: list[RecipeSpec] = []
+    for i, table in enumerate(tables, 1):
+        name = table.get("name")
+        label = f"{where} [[recipe]] #{i}"
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise SpecError(f"{label}: needs a 'name' of letters, digits, '-', '_' or '.'")
+        label = f"{where} [[recipe]] '{name}'"
+        if any(r.name == name for r in out):
+            raise SpecError(f"{label}: the name is used twice; give each recipe its own name")
+        kind = table.get("kind")
+        if not isinstance(kind, str):
+            raise SpecError(f"{label}: needs a 'kind' (e.g. kind = \"train\")")
+        options = {k: v for k, v in table.items() if k not in ("name", "kind")}
+        recipe = make_recipe(kind, options, label)  # validates keys and values now, not after training
+        parent = getattr(recipe, "parent", None)
+        if parent is not None and not any(r.name == parent for r in out):
+            raise SpecError(f"{label}: parent '{parent}' is not a recipe listed above{did_you_mean(parent, [r.name for r in out])}")
+        out.append(RecipeSpec(name, kind, options))
+    return tuple(out)
+
+
+def _checks(table: object, where: str) -> tuple[dict[str, dict[str, Any]], int]:
+    from .checks import load_all
+    from .checks.base import make_check
+
+    registry = load_all()
+    if not isinstance(table, dict):
+        raise SpecError(f"{where}: [checks] must be a table, e.g. run = [\"performance\"]")
+    names = table.get("run", list(registry))
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise SpecError(f"{where} [checks]: 'run' must be a list of check names, e.g. run = [\"performance\", \"calibration\"]")
+    n_boot = table.get("n_boot", 1000)
+    if not isinstance(n_boot, int) or n_boot < 100:
+        raise SpecError(f"{where} [checks]: n_boot must be an integer of at least 100, got {n_boot!r}")
+    for key, value in table.items():
+        if key in _CHECKS_KEYS:
+            continue
+        if key not in registry or not isinstance(value, dict):
+            raise SpecError(f"{where} [checks]: unknown key '{key}'{did_you_mean(key, [*_CHECKS_KEYS, *registry])}; use run, n_boot or a [checks.<name>] table")
+        if key not in names:
+            raise SpecError(f"{where} [checks.{key}]: options for a check not in 'run'; add '{key}' to run")
+    checks = {}
+    for name in names:
+        options = table.get(name, {})
+        make_check(name, options, where=f"{where} [checks]")  # validate now
+        checks[name] = options
+    return checks, n_boot

@@ -1,0 +1,196 @@
+"""Study: recipes -> candidates -> checks -> select -> report.
+
+    from assay import Study
+    result = Study.from_file("examples/digits.toml").run()
+    print(result.decision.chosen, result.report)
+
+A study run is resumable: running the same study file again (same text and
+seed) continues the newest unfinished run of it; finished candidates are
+loaded, an interrupted training resumes from its last epoch checkpoint, and
+predictions already on disk are read back.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .checks.base import CheckContext, Evidence, make_check
+from .checks.predictions import PredictionCache
+from .data.task import Task
+from .errors import SpecError
+from .models.candidate import Candidate, library_versions
+from .models.device import resolve_device
+from .recipes.base import RecipeContext, make_recipe
+from .select import Decision, select
+from .spec import StudySpec, load_study
+from .store import Store
+
+
+def load_task(table: Mapping[str, Any], *, base_dir: Path, seed: int, where: str = "[task]") -> Task:
+    """The Task a ``[task]`` table describes: a builtin name or a data path."""
+    from .data.builtin import load_builtin
+
+    if "builtin" in table:
+        options = {k: v for k, v in table.items() if k != "builtin"}
+        try:
+            return load_builtin(table["builtin"], seed=seed, where=where, **options)
+        except TypeError:
+            raise SpecError(f"{where}: builtin task '{table['builtin']}' takes no options {sorted(options)}; remove them") from None
+    from .data.sources import load_source
+
+    return load_source(table, base_dir=base_dir, seed=seed, where=where)
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """What a finished study produced."""
+
+    run_id: str
+    run_dir: Path
+    decision: Decision
+    candidates: list[dict[str, Any]]
+    evidence: list[Evidence]
+    exit_code: int
+    report: Path
+    model_card: Path
+    resumed: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Study:
+    """Runs one study file end to end.
+
+    Args:
+        spec: a validated study (``load_study``).
+        out: the runs folder (index database inside).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        seed: overrides the study file's seed.
+        progress: show progress bars.
+        new: start a new run even if an unfinished one could be resumed.
+    """
+
+    def __init__(self, spec: StudySpec, *, out: Path | str = "runs", device: str = "auto", seed: int | None = None, progress: bool = True, new: bool = False) -> None:
+        self.spec = spec
+        self.store = Store(out)
+        self.device = resolve_device(device)
+        self.seed = spec.seed if seed is None else seed
+        self.progress = progress
+        self.new = new
+
+    @classmethod
+    def from_file(cls, path: Path | str, **options: Any) -> Study:
+        return cls(load_study(path), **options)
+
+    def run(self, *, on_epoch_end: Callable[[int, dict], None] | None = None) -> StudyResult:
+        """Make every candidate, run every check, decide, and write the report."""
+        spec, store = self.spec, self.store
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        task = load_task(spec.task, base_dir=spec.base_dir, seed=self.seed, where=f"{spec.path or 'study'} [task]")
+        timings["load_task_s"] = time.perf_counter() - started
+        config_hash = spec.config_hash(self.seed)
+        run_id = None if self.new else store.find_resumable(config_hash)
+        resumed = run_id is not None
+        if run_id is None:
+            run_id = f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}-{config_hash[:4]}"
+            store.create_run(run_id, self._meta(task, config_hash), spec.text)
+        run_dir = store.run_dir(run_id)
+
+        started = time.perf_counter()
+        candidates = self._make_candidates(task, run_id, on_epoch_end)
+        timings["make_s"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        cache = PredictionCache(run_dir / "predictions", device=self.device, seed=self.seed)
+        evidence = self.evaluate(task, list(candidates.values()), cache)
+        store.save_evidence(run_id, evidence)
+        timings["evaluate_s"] = time.perf_counter() - started
+        timings["forward_s"] = cache.forward_seconds
+
+        decision = select(evidence, list(candidates), spec.policy)
+        exit_code = 0 if decision.chosen else 1
+        store.finish_run(run_id, decision, exit_code)
+        started = time.perf_counter()
+        report, card = build_report(store, run_id)
+        timings["report_s"] = time.perf_counter() - started
+        descriptions = store.candidate_descriptions(run_id, candidates)
+        return StudyResult(run_id, run_dir, decision, descriptions, evidence, exit_code, report, card, resumed, timings)
+
+    def _meta(self, task: Task, config_hash: str) -> dict[str, Any]:
+        return {
+            "name": self.spec.name,
+            "description": self.spec.description,
+            "study_path": str(self.spec.path) if self.spec.path else None,
+            "config_hash": config_hash,
+            "data_hash": task.digest(),
+            "seed": self.seed,
+            "device": str(self.device),
+            "task": task.summary(),
+            "environment": {**library_versions(), "platform": platform.platform(), "machine": platform.machine(), "device": str(self.device)},
+        }
+
+    def _make_candidates(self, task: Task, run_id: str, on_epoch_end) -> dict[str, Candidate]:
+        made: dict[str, Candidate] = {}
+        where = self.spec.path or "study"
+        for recipe_spec in self.spec.recipes:
+            name = recipe_spec.name
+            if self.store.has_candidate(run_id, name):
+                made[name] = self.store.load_candidate(run_id, name)
+                continue
+            recipe = make_recipe(recipe_spec.kind, recipe_spec.options, f"{where} [[recipe]] '{name}'")
+            context = RecipeContext(
+                task=task,
+                work_dir=self.store.run_dir(run_id) / "work" / name,
+                device=self.device,
+                seed=self.seed,
+                candidates=made,
+                progress=self.progress,
+                on_epoch_end=on_epoch_end,
+            )
+            candidate = recipe.make(name, context)
+            self.store.save_candidate(run_id, candidate)
+            made[name] = candidate
+        return made
+
+    def evaluate(self, task: Task, candidates: list[Candidate], cache: PredictionCache) -> list[Evidence]:
+        """Every check on every candidate, reading the shared prediction cache."""
+        from tqdm.auto import tqdm
+
+        checks = [make_check(name, options) for name, options in self.spec.checks.items()]
+        context = CheckContext(task=task, predictions=cache, seed=self.seed, n_boot=self.spec.n_boot)
+        evidence: list[Evidence] = []
+        pairs = [(c, k) for c in candidates for k in checks]
+        with tqdm(pairs, desc="checks", unit="check", disable=not self.progress, dynamic_ncols=True) as bar:
+            for candidate, check in bar:
+                bar.set_postfix_str(f"{candidate.name}: {check.name}")
+                evidence.extend(check.run(candidate, context))
+        return evidence
+
+
+def build_report(store: Store, run_id: str) -> tuple[Path, Path]:
+    """(Re)write a run's HTML report and model card from what the store holds."""
+    from .report import ReportData, write_report
+
+    meta = store.run_meta(run_id)
+    evidence = store.load_evidence(run_id)
+    order = list(dict.fromkeys(e.candidate for e in evidence))
+    folder = store.run_dir(run_id) / "candidates"
+    order += sorted(p.stem for p in folder.glob("*.json") if p.stem not in order)
+    data = ReportData(
+        run_id=run_id,
+        study_name=meta.get("name", run_id),
+        created=meta.get("created", ""),
+        task=meta.get("task", {}),
+        candidates=store.candidate_descriptions(run_id, order),
+        evidence=evidence,
+        decision=store.load_decision(run_id),
+        study_text=store.study_text(run_id),
+        environment=meta.get("environment", {}),
+    )
+    return write_report(store.run_dir(run_id), data)
