@@ -13,7 +13,8 @@ T = TypeVar("T")
 
 def option_names(cls: type) -> list[str]:
     """The keyword parameters of ``cls.__init__``."""
-    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    params = inspect.signature(cls.__init__).parameters.values()
+    return [p.name for p in params if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 def construct(cls: type[T], options: Mapping[str, Any], where: str) -> T:

@@ -7,6 +7,8 @@ and all bootstrap replicates.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .base import Check, CheckContext, Evidence, register_check
@@ -58,7 +60,9 @@ class Performance(Check):
         def stats(index: np.ndarray) -> np.ndarray:
             cms = confusion_matrices(y, yhat, k, index)  # (b, K, K)
             recall = per_class_recall(cms)
-            return np.column_stack([accuracy(cms), macro_f1(cms), np.nanmean(recall, axis=1), np.nanmin(recall, axis=1), recall])
+            with warnings.catch_warnings():  # a resample may miss a class entirely: NaN recall, by design
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return np.column_stack([accuracy(cms), macro_f1(cms), np.nanmean(recall, axis=1), np.nanmin(recall, axis=1), recall])
 
         replicates = bootstrap(stats, n, n_boot=context.n_boot, seed=context.seed)
         low, high = percentile_interval(replicates)

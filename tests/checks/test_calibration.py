@@ -1,0 +1,54 @@
+"""calibration: ECE equals torchmetrics', Brier and NLL equal scikit-learn's."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import log_loss
+from torchmetrics.classification import MulticlassCalibrationError
+
+from assay.checks.calibration import Calibration, brier_loss, expected_calibration_error, nll_loss, reliability_bins
+
+
+def _torchmetrics_ece(probs, labels, k):
+    metric = MulticlassCalibrationError(num_classes=k, n_bins=15, norm="l1")
+    return metric(torch.tensor(probs), torch.tensor(labels)).item()
+
+
+def test_ece_equals_torchmetrics_on_a_trained_model(mlp, context):
+    p = context.predict(mlp)
+    probs = p.probs.astype(np.float32)
+    ours = expected_calibration_error(probs, p.labels, n_bins=15)
+    assert ours == pytest.approx(_torchmetrics_ece(probs, p.labels, 10), abs=1e-6)
+
+
+@pytest.mark.parametrize("temperature", [0.05, 0.5, 3.0])
+def test_ece_equals_torchmetrics_when_over_and_underconfident(cnn, context, temperature):
+    """Low temperatures push many confidences to exactly 1.0, the edge case of the binning."""
+    p = context.predict(cnn)
+    probs = torch.softmax(torch.tensor(p.logits) / temperature, dim=1).numpy()
+    ours = expected_calibration_error(probs, p.labels, n_bins=15)
+    assert ours == pytest.approx(_torchmetrics_ece(probs, p.labels, 10), abs=1e-6)
+
+
+def test_check_reports_ece_brier_nll_with_intervals(mlp, context):
+    evidence = {e.metric: e for e in Calibration(n_bins=15).run(mlp, context)}
+    p = context.predict(mlp)
+    assert evidence["nll_loss"].value == pytest.approx(log_loss(p.labels, p.probs, labels=range(10)), rel=1e-9)
+    onehot = np.eye(10)[p.labels]
+    assert evidence["brier_loss"].value == pytest.approx(((p.probs - onehot) ** 2).sum(1).mean(), rel=1e-12)
+    for e in evidence.values():
+        assert e.low <= e.value <= e.high
+    bins = evidence["ece"].details["bins"]
+    assert sum(b["count"] for b in bins) == len(p.labels)
+    assert evidence["ece"].figures == ("reliability_diagram",)
+
+
+def test_perfectly_calibrated_and_badly_calibrated_cases():
+    labels = np.array([0, 1, 0, 1])
+    confident_right = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    assert expected_calibration_error(confident_right, labels) == 0.0
+    confident_wrong = confident_right[:, ::-1]
+    assert expected_calibration_error(confident_wrong, labels) == pytest.approx(1.0)
+    assert brier_loss(confident_wrong, labels).mean() == pytest.approx(2.0)
+    assert nll_loss(confident_right, labels).mean() == pytest.approx(0.0, abs=1e-12)
+    assert reliability_bins(confident_right, labels, 15)[-1]["count"] == 4
