@@ -1,0 +1,63 @@
+"""Policies: parsing, gates, the Pareto front and the pick."""
+
+import pytest
+
+from assay.checks.base import Evidence, known_metrics
+from assay.errors import SpecError
+from assay.select import Policy, pareto_front, select
+
+
+def ev(candidate, metric, value, low=None, high=None):
+    return Evidence(check="x", metric=metric, candidate=candidate, value=value, low=low, high=high)
+
+
+def policy(gates=(), objectives=()):
+    return Policy.parse({"gates": list(gates), "objectives": list(objectives)}, known_metrics())
+
+
+def test_unknown_metric_suggests_the_fix():
+    with pytest.raises(SpecError, match=r"study.toml \[policy\]: unknown metric 'acuracy' in gate 'acuracy >= 0.9' \(did you mean 'accuracy'\?\)"):
+        Policy.parse({"gates": ["acuracy >= 0.9"]}, known_metrics(), where="study.toml [policy]")
+    with pytest.raises(SpecError, match="cannot read gate"):
+        policy(gates=["accuracy is big"])
+    with pytest.raises(SpecError, match="cannot read objective"):
+        policy(objectives=["maximize"])
+    with pytest.raises(SpecError, match="unknown key 'gate'"):
+        Policy.parse({"gate": []}, known_metrics())
+
+
+def test_pareto_front():
+    values = {"a": [0.9, 5.0], "b": [0.95, 10.0], "c": [0.85, 6.0], "d": [0.95, 10.0]}
+    assert pareto_front(values, [True, False]) == ["a", "b", "d"]
+
+
+def test_gates_filter_and_none_passing_gives_no_choice():
+    evidence = [ev("a", "accuracy", 0.90), ev("b", "accuracy", 0.97)]
+    d = select(evidence, ["a", "b"], policy(gates=["accuracy >= 0.95"]))
+    assert d.chosen == "b" and d.passed == ("b",)
+    d = select(evidence, ["a", "b"], policy(gates=["accuracy >= 0.99"]))
+    assert d.chosen is None and "a: accuracy >= 0.99 (got 0.9)" in d.reason
+    missing = select(evidence, ["a", "b"], policy(gates=["ece <= 0.1"]))
+    assert missing.chosen is None and "not measured" in missing.reason
+
+
+def test_a_statistical_tie_on_the_first_objective_is_broken_by_the_next():
+    evidence = [
+        ev("big", "accuracy", 0.985, 0.97, 0.996), ev("big", "latency_p50_ms", 3.0),
+        ev("small", "accuracy", 0.980, 0.965, 0.993), ev("small", "latency_p50_ms", 1.0),
+        ev("bad", "accuracy", 0.90, 0.87, 0.93), ev("bad", "latency_p50_ms", 0.5),
+    ]
+    d = select(evidence, ["big", "small", "bad"], policy(objectives=["maximise accuracy", "minimise latency_p50_ms"]))
+    assert set(d.pareto) == {"big", "small", "bad"}
+    assert d.chosen == "small" and "statistically tied" in d.reason
+    clear = [*evidence[:2], ev("small", "accuracy", 0.90, 0.88, 0.92), evidence[3]]
+    assert select(clear, ["big", "small"], policy(objectives=["maximise accuracy", "minimise latency_p50_ms"])).chosen == "big"
+
+
+def test_decision_round_trips_through_json():
+    import json
+
+    from assay.select import Decision
+
+    d = select([ev("a", "accuracy", 0.9)], ["a"], policy(gates=["accuracy > 0.5"]))
+    assert Decision.from_dict(json.loads(json.dumps(d.to_dict()))) == d

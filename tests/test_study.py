@@ -1,0 +1,61 @@
+"""A study end to end: resumes an interrupted run instead of starting over."""
+
+import pytest
+
+from assay.spec import parse_study
+from assay.study import Study
+
+STUDY = """
+name = "resume"
+[task]
+builtin = "digits"
+[[recipe]]
+name = "first"
+kind = "train"
+arch = "mlp"
+epochs = 2
+[[recipe]]
+name = "second"
+kind = "train"
+arch = "mlp"
+arch_options = { hidden = [64] }
+epochs = 4
+[[recipe]]
+name = "second-int8"
+kind = "quantize"
+parent = "second"
+[checks]
+run = ["performance"]
+n_boot = 200
+[policy]
+gates = ["accuracy >= 0.5"]
+"""
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_rerunning_an_interrupted_study_resumes_it(tmp_path):
+    spec = parse_study(STUDY)
+    calls = []
+
+    def crash_in_second(epoch, row):
+        calls.append(epoch)
+        if len(calls) == 4:  # first trained 2 epochs; stop 'second' after its epoch 2
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        Study(spec, out=tmp_path, progress=False).run(on_epoch_end=crash_in_second)
+    calls.clear()
+    result = Study(spec, out=tmp_path, progress=False).run(on_epoch_end=lambda e, r: calls.append(e))
+    assert result.resumed
+    assert calls == [3, 4]  # 'first' was loaded, 'second' continued from its checkpoint
+    assert [c["name"] for c in result.candidates] == ["first", "second", "second-int8"]
+    assert result.exit_code == 0 and result.decision.chosen in {"first", "second", "second-int8"}
+
+    fresh = Study(spec, out=tmp_path / "fresh", progress=False).run()
+    ours = {(e.candidate, e.metric): e.value for e in result.evidence}
+    assert ours == {(e.candidate, e.metric): e.value for e in fresh.evidence}
+    # A finished run is not resumed: the next run is new.
+    assert not Study(spec, out=tmp_path, progress=False).run().resumed
