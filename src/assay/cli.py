@@ -148,7 +148,7 @@ def _summary(run_id, candidates, evidence, decision) -> str:
     """Candidates x key metrics (with intervals), gate results and the decision."""
     table: dict[str, dict[str, str]] = {}
     for e in evidence:
-        if e.split == "test" and e.view == "clean":
+        if e.split == "test":
             table.setdefault(e.candidate, {})[e.metric] = e.interval_text()
     metrics = [m for m in (*(_policy_metrics(decision)), *_KEY_METRICS) if any(m in row for row in table.values())]
     metrics = list(dict.fromkeys(metrics))

@@ -140,10 +140,10 @@ class Decision:
 
 
 def _table(evidence: Iterable[Evidence]) -> dict[str, dict[str, Evidence]]:
-    """candidate -> metric -> Evidence on the clean test split."""
+    """candidate -> metric -> Evidence on the test split (metric names are unique across checks)."""
     out: dict[str, dict[str, Evidence]] = {}
     for e in evidence:
-        if e.split == "test" and e.view == "clean":
+        if e.split == "test":
             out.setdefault(e.candidate, {})[e.metric] = e
     return out
 

@@ -78,12 +78,18 @@ def _fmt(x: float, digits: int) -> str:
 
 @dataclass
 class CheckContext:
-    """What a check may read: the task, the shared predictions, the seed."""
+    """What a check may read: the task, the shared predictions, the seed, the other candidates."""
 
     task: Task
     predictions: PredictionCache
     seed: int = 0
     n_boot: int = 1000
+    candidates: Mapping[str, Candidate] = field(default_factory=dict)  # all of the study's, by name
+
+    @property
+    def reference(self) -> Candidate | None:
+        """The study's reference for relative metrics: its first candidate."""
+        return next(iter(self.candidates.values()), None)
 
     def predict(self, candidate: Candidate, split: str = "test", view: str = "clean", embeddings: bool = False) -> Predictions:
         return self.predictions.get(candidate, self.task, split=split, view=view, embeddings=embeddings)

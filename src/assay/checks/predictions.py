@@ -88,7 +88,7 @@ class PredictionCache:
         return found
 
     def _compute(self, candidate: Candidate, task: Task, split: str, view: str, embeddings: bool) -> Predictions:
-        data = apply_view(task.split(split), view, seed=self.seed)
+        data = apply_view(task, split, view, seed=self.seed)
         candidate.to(self.device)
         x = torch.as_tensor(data.x, dtype=torch.float32)
         logits, feats = [], []

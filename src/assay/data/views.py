@@ -8,10 +8,14 @@ new family slots in by adding a transform here; checks only ask for names.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from ..errors import SpecError
-from .task import Split
+from .corruptions import CORRUPTIONS, SEVERITIES
+from .task import Split, Task
 
 _VIEW = re.compile(r"^(?P<family>[a-z]+)(?::(?P<kind>[a-z0-9_]+))?(?:@(?P<severity>[0-9.]+))?$")
 
@@ -36,12 +40,37 @@ class ViewName:
         return out
 
 
-VIEW_FAMILIES = ("clean",)
+VIEW_FAMILIES = ("clean", "corrupt")
 
 
-def apply_view(split: Split, name: str, *, seed: int = 0) -> Split:
-    """The split seen through view ``name``; the same seed gives the same data."""
+def view_rng(seed: int, name: str) -> np.random.Generator:
+    """An rng of its own for each view name, so views do not depend on order."""
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
+def corruption_views(modality: str, severities: tuple[int, ...] = SEVERITIES) -> list[str]:
+    """Every ``corrupt:<kind>@<severity>`` name for a modality."""
+    return [f"corrupt:{kind}@{s}" for kind in CORRUPTIONS.get(modality, {}) for s in severities]
+
+
+def apply_view(task: Task, split: str, name: str, *, seed: int = 0) -> Split:
+    """``task``'s ``split`` seen through view ``name``; the same seed gives the same data."""
+    data = task.split(split)
     view = ViewName.parse(name)
     if view.family == "clean":
-        return split
+        return data
+    if view.family == "corrupt":
+        kinds = CORRUPTIONS.get(task.modality, {})
+        if view.kind not in kinds:
+            raise SpecError(f"view '{name}': no corruption '{view.kind}' for {task.modality} data; available: {', '.join(kinds)}")
+        if view.severity not in SEVERITIES:
+            raise SpecError(f"view '{name}': severity must be one of 1-5")
+        fn = kinds[view.kind]
+        rng = view_rng(seed, f"{split}|{name}")
+        if view.kind == "missing_values" and "missing_fill" in task.info:
+            x = fn(data.x, int(view.severity), rng, fill=np.asarray(task.info["missing_fill"], dtype=data.x.dtype))
+        else:
+            x = fn(data.x, int(view.severity), rng)
+        x = x.astype(data.x.dtype) if data.x.dtype != object else x
+        return replace(data, x=x)
     raise SpecError(f"view '{name}': unknown family '{view.family}'; available: {', '.join(VIEW_FAMILIES)}")
