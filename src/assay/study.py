@@ -33,18 +33,30 @@ from .store import Store
 
 
 def load_task(table: Mapping[str, Any], *, base_dir: Path, seed: int, where: str = "[task]") -> Task:
-    """The Task a ``[task]`` table describes: a builtin name or a data path."""
+    """The Task a ``[task]`` table describes: a builtin name or a data path.
+
+    ``holdout_classes = [...]`` works with any source: those classes leave
+    every split and their test examples become the near-OOD set.
+    """
     from .data.builtin import load_builtin
 
+    table = dict(table)
+    holdout = table.pop("holdout_classes", None)
     if "builtin" in table:
         options = {k: v for k, v in table.items() if k != "builtin"}
         try:
-            return load_builtin(table["builtin"], seed=seed, where=where, **options)
+            task = load_builtin(table["builtin"], seed=seed, where=where, **options)
         except TypeError:
             raise SpecError(f"{where}: builtin task '{table['builtin']}' takes no options {sorted(options)}; remove them") from None
-    from .data.sources import load_source
+    else:
+        from .data.sources import load_source
 
-    return load_source(table, base_dir=base_dir, seed=seed, where=where)
+        task = load_source(table, base_dir=base_dir, seed=seed, where=where)
+    if holdout is not None:
+        if not isinstance(holdout, list) or not holdout:
+            raise SpecError(f"{where}: holdout_classes must be a non-empty list of class names, e.g. [\"8\", \"9\"]")
+        task = task.without_classes(holdout)
+    return task
 
 
 @dataclass(frozen=True)

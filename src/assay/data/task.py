@@ -87,6 +87,8 @@ class Task:
         class_names: one name per class index.
         train, val, test: labelled splits; ``val`` drives early stopping.
         pool: optional unlabelled examples (labels all ``-1``).
+        ood: optional out-of-distribution examples (labels all ``-1``), e.g.
+            the held-out classes of ``without_classes``.
         description: one line for the report.
         info: free-form facts for the report (source, split rule, ...).
     """
@@ -98,6 +100,7 @@ class Task:
     val: Split
     test: Split
     pool: Split | None = None
+    ood: Split | None = None
     description: str = ""
     info: Mapping[str, Any] = field(default_factory=dict)
 
@@ -128,9 +131,9 @@ class Task:
 
     def split(self, name: str) -> Split:
         """The split called ``name`` (``train``, ``val``, ``test`` or ``pool``)."""
-        found = getattr(self, name, None) if name in ("train", "val", "test", "pool") else None
+        found = getattr(self, name, None) if name in ("train", "val", "test", "pool", "ood") else None
         if found is None:
-            raise DataError(f"task '{self.name}': no split '{name}'; use train, val or test")
+            raise DataError(f"task '{self.name}': no split '{name}'; use train, val or test (ood needs holdout_classes)")
         return found
 
     def labelled_splits(self) -> tuple[tuple[str, Split], ...]:
@@ -139,7 +142,7 @@ class Task:
     def digest(self) -> str:
         """A content hash of every split; recorded with each candidate."""
         h = hashlib.sha256(f"{self.name}|{self.modality}|{'|'.join(self.class_names)}".encode())
-        for _, split in (*self.labelled_splits(), ("pool", self.pool)):
+        for _, split in (*self.labelled_splits(), ("pool", self.pool), ("ood", self.ood)):
             h.update(split.digest().encode() if split is not None else b"-")
         return h.hexdigest()
 
@@ -155,9 +158,43 @@ class Task:
             "classes": list(self.class_names),
             "input_shape": list(self.input_shape),
             "sizes": {name: len(split) for name, split in self.labelled_splits()}
-            | ({"pool": len(self.pool)} if self.pool is not None else {}),
+            | ({"pool": len(self.pool)} if self.pool is not None else {})
+            | ({"ood": len(self.ood)} if self.ood is not None else {}),
             "class_counts": counts,
             "groups": sorted(self.test.groups),
             "metadata": sorted(self.test.meta),
             **dict(self.info),
         }
+
+    def without_classes(self, classes: list[str] | list[int]) -> Task:
+        """Remove ``classes`` from every split and keep their test examples as near-OOD.
+
+        Classes are named as in ``class_names`` (integers are accepted for
+        numeric names). The remaining classes are re-indexed in order.
+        """
+        names = [str(c) for c in classes]
+        unknown = [c for c in names if c not in self.class_names]
+        if unknown:
+            raise DataError(f"task '{self.name}': holdout_classes {unknown} are not classes of the task; classes: {', '.join(self.class_names)}")
+        held = np.array([self.class_names.index(c) for c in names])
+        keep = [i for i in range(self.num_classes) if i not in held]
+        remap = np.full(self.num_classes, -1)
+        remap[keep] = np.arange(len(keep))
+
+        def kept(split: Split) -> Split:
+            part = split.subset(~np.isin(split.y, held))
+            return Split(part.x, remap[part.y], part.groups, part.meta)
+
+        ood = self.test.subset(np.isin(self.test.y, held))
+        return Task(
+            name=self.name,
+            modality=self.modality,
+            class_names=tuple(self.class_names[i] for i in keep),
+            train=kept(self.train),
+            val=kept(self.val),
+            test=kept(self.test),
+            pool=self.pool,
+            ood=Split(ood.x, np.full(len(ood), -1), ood.groups, ood.meta),
+            description=self.description,
+            info={**self.info, "holdout_classes": names},
+        )

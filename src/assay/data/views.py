@@ -40,7 +40,8 @@ class ViewName:
         return out
 
 
-VIEW_FAMILIES = ("clean", "corrupt")
+VIEW_FAMILIES = ("clean", "corrupt", "ood")
+OOD_KINDS = ("holdout", "noise", "inverted")
 
 
 def view_rng(seed: int, name: str) -> np.random.Generator:
@@ -73,4 +74,35 @@ def apply_view(task: Task, split: str, name: str, *, seed: int = 0) -> Split:
             x = fn(data.x, int(view.severity), rng)
         x = x.astype(data.x.dtype) if data.x.dtype != object else x
         return replace(data, x=x)
+    if view.family == "ood":
+        return _ood(task, data, view, view_rng(seed, f"{split}|{name}"), name)
     raise SpecError(f"view '{name}': unknown family '{view.family}'; available: {', '.join(VIEW_FAMILIES)}")
+
+
+def _ood(task: Task, data: Split, view: ViewName, rng: np.random.Generator, name: str) -> Split:
+    """Out-of-distribution inputs: held-out classes (near) or synthetic ones (far), labels -1."""
+    if view.kind == "holdout":
+        if task.ood is None:
+            raise SpecError(f"view '{name}': the task has no held-out classes; set holdout_classes in [task]")
+        return task.ood
+    x = data.x
+    if view.kind == "noise":
+        if task.modality == "image":
+            fake = rng.random(x.shape)  # uniform noise images on [0, 1]
+        elif task.modality == "text":
+            fake = np.array([" ".join(rng.permutation(str(t).split()[::-1])) for t in x], dtype=object)
+        else:  # matched to each feature's spread, three times wider
+            fake = rng.normal(x.mean(0), 3 * x.std(0) + 1e-6, x.shape)
+    elif view.kind == "inverted":
+        if task.modality == "image":
+            fake = 1.0 - x
+        elif task.modality == "signal":
+            fake = -x[..., ::-1]
+        elif task.modality == "text":
+            fake = np.array([str(t)[::-1] for t in x], dtype=object)
+        else:
+            fake = -x
+    else:
+        raise SpecError(f"view '{name}': unknown OOD set '{view.kind}'; available: {', '.join(OOD_KINDS)}")
+    fake = fake if fake.dtype == object else np.ascontiguousarray(fake, dtype=x.dtype)
+    return Split(fake, np.full(len(x), -1))

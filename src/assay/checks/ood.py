@@ -1,0 +1,145 @@
+"""The ``ood`` check: does the candidate know what it does not know?
+
+Scores (higher = more in-distribution):
+  * ``msp``: maximum softmax probability (Hendrycks & Gimpel 2017);
+  * ``max_logit``: the largest logit (Hendrycks et al. 2022);
+  * ``energy``: logsumexp of the logits, i.e. minus the free energy (Liu et al. 2020);
+  * ``mahalanobis``: minus the smallest Mahalanobis distance of the embedding to a
+    class mean under a tied covariance fitted on train embeddings (Lee et al. 2018);
+  * ``knn``: minus the distance to the k-th nearest normalised train embedding
+    (Sun et al. 2022).
+Metrics, in-distribution test examples against each OOD set: AUROC, AUPR
+with OOD as the positive class, and FPR at 95% TPR (the share of OOD inputs
+accepted when 95% of in-distribution inputs are). OOD sets: ``holdout``
+(near: classes held out of training), ``noise`` and ``inverted`` (far).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp
+from scipy.stats import rankdata
+
+from .base import Check, CheckContext, Evidence, register_check
+from .stats import percentile_interval
+
+SCORES = ("msp", "max_logit", "energy", "mahalanobis", "knn")
+NEAR, FAR = ("holdout",), ("noise", "inverted")
+
+
+def auroc(id_scores: np.ndarray, ood_scores: np.ndarray) -> np.ndarray:
+    """P(score of an ID example > score of an OOD example), ties counting half.
+
+    Works on the last axis, so stacks of resamples ``(b, n)`` go in one call.
+    Mann-Whitney U statistic divided by n_id * n_ood.
+    """
+    n1, n0 = id_scores.shape[-1], ood_scores.shape[-1]
+    ranks = rankdata(np.concatenate([id_scores, ood_scores], axis=-1), axis=-1)
+    return (ranks[..., :n1].sum(-1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+def aupr_out(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
+    """Average precision with OOD as the positive class, ranked by minus the score.
+
+    Step-wise average precision over distinct thresholds, as scikit-learn's
+    ``average_precision_score``.
+    """
+    y = np.concatenate([np.zeros(len(id_scores)), np.ones(len(ood_scores))])
+    s = -np.concatenate([id_scores, ood_scores])
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # end of each run of equal scores
+    tp = np.cumsum(y)[last]
+    fp = (last + 1) - tp
+    precision, recall = tp / (tp + fp), tp / y.sum()
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def fpr_at_tpr(id_scores: np.ndarray, ood_scores: np.ndarray, tpr: float = 0.95) -> np.ndarray:
+    """Share of OOD examples scored at or above the threshold that keeps ``tpr`` of ID examples."""
+    threshold = np.quantile(id_scores, 1 - tpr, axis=-1, method="lower")
+    return (ood_scores >= np.expand_dims(threshold, -1)).mean(-1)
+
+
+def logit_scores(logits: np.ndarray) -> dict[str, np.ndarray]:
+    z = logits.astype(np.float64)
+    return {"msp": np.exp(z.max(1) - logsumexp(z, axis=1)), "max_logit": z.max(1), "energy": logsumexp(z, axis=1)}
+
+
+class EmbeddingScorer:
+    """Mahalanobis (tied covariance) and k-NN scores fitted on train embeddings."""
+
+    def __init__(self, train_embeddings: np.ndarray, train_labels: np.ndarray, k: int = 50) -> None:
+        f = train_embeddings.astype(np.float64)
+        classes = np.unique(train_labels)
+        self.means = np.stack([f[train_labels == c].mean(0) for c in classes])  # (K, D)
+        centred = f - self.means[np.searchsorted(classes, train_labels)]
+        cov = centred.T @ centred / len(f)
+        self.precision = np.linalg.pinv(cov + 1e-6 * np.eye(cov.shape[0]))
+        self.bank = f / (np.linalg.norm(f, axis=1, keepdims=True) + 1e-12)
+        self.k = min(k, len(f))
+
+    def mahalanobis(self, e: np.ndarray) -> np.ndarray:
+        d = e.astype(np.float64)[:, None, :] - self.means[None]  # (N, K, D)
+        return -np.einsum("nkd,de,nke->nk", d, self.precision, d).min(1)
+
+    def knn(self, e: np.ndarray, chunk: int = 2048) -> np.ndarray:
+        q = e.astype(np.float64)
+        q = q / (np.linalg.norm(q, axis=1, keepdims=True) + 1e-12)
+        out = []
+        for i in range(0, len(q), chunk):  # bounded memory: (chunk, n_train) at a time
+            dist = np.sqrt(np.maximum(2 - 2 * q[i : i + chunk] @ self.bank.T, 0))
+            out.append(-np.partition(dist, self.k - 1, axis=1)[:, self.k - 1])
+        return np.concatenate(out)
+
+
+@register_check
+class OOD(Check):
+    """Separating in-distribution inputs from held-out classes and synthetic junk."""
+
+    name = "ood"
+    metrics = {"near_ood_auroc": True, "far_ood_auroc": True, "near_ood_fpr95": False, "far_ood_fpr95": False}
+    needs = ("logits", "embeddings")
+    views = ("clean", "ood:*")
+    splits = ("train", "test")
+
+    def __init__(self, *, score: str = "energy", k: int = 50, sets: list[str] | tuple[str, ...] = (*NEAR, *FAR)) -> None:
+        if score not in SCORES:
+            raise ValueError(f"unknown score '{score}'; available: {', '.join(SCORES)}")
+        unknown = [s for s in sets if s not in (*NEAR, *FAR)]
+        if unknown or k < 1:
+            raise ValueError(f"sets must be among {', '.join((*NEAR, *FAR))} and k >= 1")
+        self.score, self.k, self.sets = score, k, tuple(sets)
+
+    def _scores(self, candidate, context: CheckContext, scorer: EmbeddingScorer, split: str, view: str) -> dict[str, np.ndarray]:
+        p = context.predict(candidate, split=split, view=view, embeddings=True)
+        return {**logit_scores(p.logits), "mahalanobis": scorer.mahalanobis(p.embeddings), "knn": scorer.knn(p.embeddings)}
+
+    def run(self, candidate, context: CheckContext) -> list[Evidence]:
+        sets = [s for s in self.sets if s != "holdout" or context.task.ood is not None]
+        train = context.predict(candidate, split="train", embeddings=True)
+        scorer = EmbeddingScorer(train.embeddings, train.labels, self.k)
+        ind = self._scores(candidate, context, scorer, "test", "clean")
+        table, primary = {}, {}
+        rng = np.random.default_rng(context.seed)
+        for name in sets:
+            out = self._scores(candidate, context, scorer, "test", f"ood:{name}")
+            table[name] = {s: {"auroc": float(auroc(ind[s], out[s])), "aupr": aupr_out(ind[s], out[s]), "fpr95": float(fpr_at_tpr(ind[s], out[s]))} for s in SCORES}
+            # Stratified bootstrap: resample ID and OOD examples separately.
+            a, b = ind[self.score], out[self.score]
+            ia, ib = rng.integers(0, len(a), (context.n_boot, len(a))), rng.integers(0, len(b), (context.n_boot, len(b)))
+            primary[name] = (auroc(a[ia], b[ib]), fpr_at_tpr(a[ia], b[ib]))
+        evidence = []
+        for group, members in (("near", [s for s in sets if s in NEAR]), ("far", [s for s in sets if s in FAR])):
+            if not members:
+                continue
+            au = np.mean([primary[m][0] for m in members], axis=0)
+            fp = np.mean([primary[m][1] for m in members], axis=0)
+            value_au = np.mean([table[m][self.score]["auroc"] for m in members])
+            value_fp = np.mean([table[m][self.score]["fpr95"] for m in members])
+            (lo_au, lo_fp), (hi_au, hi_fp) = percentile_interval(np.column_stack([au, fp]))
+            details = {"score": self.score, "sets": members, "table": {m: table[m] for m in members}}
+            evidence.append(self.evidence(candidate, f"{group}_ood_auroc", value_au, (lo_au, hi_au), view=f"ood:{group}",
+                                          details=details, figures=("ood_scores",)))
+            evidence.append(self.evidence(candidate, f"{group}_ood_fpr95", value_fp, (lo_fp, hi_fp), view=f"ood:{group}", details={"score": self.score}))
+        return evidence
