@@ -55,5 +55,5 @@ def test_tampered_weights_are_refused(mlp, tmp_path):
 def test_zoo_errors_name_the_problem():
     with pytest.raises(SpecError, match="did you mean 'channels'"):
         zoo.build("cnn", input_shape=(1, 8, 8), num_classes=10, chanels=(8,))
-    with pytest.raises(SpecError, match="needs image inputs"):
+    with pytest.raises(SpecError, match="needs images"):
         zoo.build("cnn", input_shape=(20,), num_classes=2)

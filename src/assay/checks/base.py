@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from .predictions import PredictionCache, Predictions
 
 
+SKIPPED = "skipped"  # the metric name of a record saying a check did not apply
+
+
 @dataclass(frozen=True)
 class Evidence:
     """One measured fact about one candidate.
@@ -120,6 +123,10 @@ class Check:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
+
+    def skipped(self, candidate: Candidate, reason: str) -> Evidence:
+        """A record saying the check did not apply, and why (not an error)."""
+        return Evidence(check=self.name, metric=SKIPPED, candidate=candidate.name, value=math.nan, details={"reason": reason})
 
     def evidence(self, candidate: Candidate, metric: str, value: float, interval=None, **kw: Any) -> Evidence:
         """An Evidence record for ``metric``, its direction read from ``metrics``."""

@@ -45,6 +45,39 @@ def digits(*, seed: int = 0, fractions: tuple[float, float, float] = (0.7, 0.15,
     )
 
 
+@_builtin
+def mnist1d(*, seed: int = 0, num_samples: int = 5000, val_fraction: float = 0.15) -> Task:
+    """MNIST-1D (Greydanus & Kobak 2020): 1-D signals of length 40 drawn from digit templates.
+
+    Generated locally by the ``mnist1d`` package (``make_dataset``, no
+    download). Its own 80/20 train/test split is kept; validation is carved
+    from train, stratified and seeded.
+    """
+    from ..errors import require
+
+    data = require("mnist1d.data", "mnist1d")
+    args = data.get_dataset_args()
+    args.num_samples, args.seed = num_samples, seed
+    raw = data.make_dataset(args)
+    x = raw["x"].astype(np.float32)[:, None]  # (N, 1, 40)
+    y = raw["y"].astype(np.int64)
+    x_test, y_test = raw["x_test"].astype(np.float32)[:, None], raw["y_test"].astype(np.int64)
+    train, val, _ = stratified_split(y, (1 - val_fraction, val_fraction, 0.0), seed=seed, source="mnist1d")
+    return Task(
+        name="mnist1d",
+        modality="signal",
+        class_names=tuple(str(c) for c in range(10)),
+        train=Split(x[train], y[train]),
+        val=Split(x[val], y[val]),
+        test=Split(x_test, y_test),
+        description="MNIST-1D: ten digit templates as 1-D signals with shifts, shear, scaling and noise (length 40).",
+        info={
+            "source": "mnist1d.data.make_dataset (generated locally)",
+            "split rule": f"the generator's {args.train_split:.0%}/{1 - args.train_split:.0%} train/test; {val_fraction:.0%} of train as validation, seed {seed}",
+        },
+    )
+
+
 def load_builtin(name: str, *, seed: int = 0, where: str = "[task]", **options) -> Task:
     """A bundled task by name, e.g. ``load_builtin("digits", seed=0)``."""
     if name not in BUILTINS:

@@ -12,14 +12,15 @@ def stratified_split(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices of train / val / test, with each class spread in proportion.
 
-    Every class with at least three examples lands in all three splits. The
+    Every class with at least three examples lands in every split whose
+    fraction is above zero. The
     same ``seed`` and labels always give the same indices.
 
     Raises:
         DataError: when fractions do not sum to 1 or a class is too small.
     """
-    if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-9 or min(fractions) <= 0:
-        raise DataError(f"{source}: split fractions {fractions} must be three positive numbers that sum to 1")
+    if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-9 or min(fractions) < 0 or fractions[0] <= 0:
+        raise DataError(f"{source}: split fractions {fractions} must be three non-negative numbers that sum to 1, train's positive")
     rng = np.random.default_rng(seed)
     parts: list[list[np.ndarray]] = [[], [], []]
     for label in np.unique(y):
@@ -29,8 +30,9 @@ def stratified_split(
                 f"{source}: class {label!r} has {len(members)} example(s); each class needs at least 3 to split into train/val/test"
             )
         members = rng.permutation(members)
-        n_val = max(1, round(fractions[1] * len(members)))
-        n_test = max(1, round(fractions[2] * len(members)))
+        # A split asked for gets at least one example of each class.
+        n_val = max(1, round(fractions[1] * len(members))) if fractions[1] > 0 else 0
+        n_test = max(1, round(fractions[2] * len(members))) if fractions[2] > 0 else 0
         n_train = len(members) - n_val - n_test
         parts[0].append(members[:n_train])
         parts[1].append(members[n_train : n_train + n_val])

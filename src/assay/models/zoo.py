@@ -56,25 +56,31 @@ def cnn(
     num_classes: int,
     *,
     channels: Sequence[int] = (32, 64, 128),
+    kernel_size: int = 3,
     dropout: float = 0.2,
 ) -> Classifier:
-    """A small VGG-style CNN for images ``(C, H, W)``.
+    """A small VGG-style CNN for images ``(C, H, W)`` or signals ``(C, L)``.
 
-    Each stage is conv3x3 + BatchNorm + ReLU; a 2x2 max-pool follows each
-    stage but the last while the feature map is larger than 2x2. Global
-    average pooling makes the head independent of the input size.
+    Each stage is conv + BatchNorm + ReLU; a max-pool by 2 follows each stage
+    but the last while the feature map is longer than 2. Global average
+    pooling makes the head independent of the input size.
     """
-    if len(input_shape) != 3:
-        raise SpecError(f"arch 'cnn': needs image inputs (C, H, W), got shape {tuple(input_shape)}; use 'mlp' for this task")
-    c, h, w = input_shape
+    if len(input_shape) not in (2, 3):
+        raise SpecError(f"arch 'cnn': needs images (C, H, W) or signals (C, L), got shape {tuple(input_shape)}; use 'mlp' for this task")
+    conv, norm, pool, gap = (
+        (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d)
+        if len(input_shape) == 3
+        else (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, nn.AdaptiveAvgPool1d)
+    )
+    c, size = input_shape[0], min(input_shape[1:])
     layers: list[nn.Module] = []
     for i, out in enumerate(channels):
-        layers += [nn.Conv2d(c, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
-        if i < len(channels) - 1 and min(h, w) > 2:
-            layers.append(nn.MaxPool2d(2))
-            h, w = h // 2, w // 2
+        layers += [conv(c, out, kernel_size, padding=kernel_size // 2, bias=False), norm(out), nn.ReLU(inplace=True)]
+        if i < len(channels) - 1 and size > 2:
+            layers.append(pool(2))
+            size //= 2
         c = out
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout)]  # (B, C)
+    layers += [gap(1), nn.Flatten(), nn.Dropout(dropout)]  # (B, C)
     return Classifier(nn.Sequential(*layers), nn.Linear(c, num_classes))
 
 
