@@ -52,3 +52,21 @@ def test_perfectly_calibrated_and_badly_calibrated_cases():
     assert brier_loss(confident_wrong, labels).mean() == pytest.approx(2.0)
     assert nll_loss(confident_right, labels).mean() == pytest.approx(0.0, abs=1e-12)
     assert reliability_bins(confident_right, labels, 15)[-1]["count"] == 4
+
+
+def test_temperature_scaling_fits_validation_nll(cnn, context):
+    from scipy.special import log_softmax
+
+    from assay.checks.calibration import fit_temperature
+
+    val = context.predict(cnn, split="val")
+    t = fit_temperature(val.logits, val.labels)
+
+    def nll(temp):
+        return -log_softmax(val.logits / temp, axis=1)[np.arange(len(val.labels)), val.labels].mean()
+
+    assert nll(t) <= min(nll(t * 0.9), nll(t * 1.1), nll(1.0)) + 1e-9
+    # Logits made 4x overconfident are cooled back by about 4.
+    assert fit_temperature(val.logits * 4, val.labels) == pytest.approx(4 * t, rel=0.02)
+    evidence = {e.metric: e for e in Calibration().run(cnn, context)}
+    assert evidence["nll_loss_temperature_scaled"].details["temperature"] == pytest.approx(t)

@@ -3,7 +3,9 @@
 Expected calibration error (ECE) with equal-width confidence bins (Guo et al.
 2017, eq. 3; Naeini et al. 2015), the multi-class Brier score (Brier 1950) and
 negative log-likelihood, each with a bootstrap interval, plus the data for a
-reliability diagram.
+reliability diagram; then the same after temperature scaling fitted on the
+validation split by NLL (Guo et al. 2017), so the report shows what a
+one-parameter fix would buy.
 """
 
 from __future__ import annotations
@@ -73,12 +75,37 @@ def nll_loss(probs: np.ndarray, labels: np.ndarray, eps: float = 1e-15) -> np.nd
     return -np.log(np.clip(probs[np.arange(len(labels)), labels], eps, 1.0))
 
 
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T minimising validation NLL of softmax(logits / T) (Guo et al. 2017, sec. 4.2).
+
+    One parameter, convex in log T in practice; a bounded scalar search is exact enough.
+    """
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
+    z = logits.astype(np.float64)
+    rows = np.arange(len(labels))
+
+    def nll(log_t: float) -> float:
+        return -log_softmax(z / np.exp(log_t), axis=1)[rows, labels].mean()
+
+    return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded").x))
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits.astype(np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
 @register_check
 class Calibration(Check):
-    """Whether confidence matches accuracy."""
+    """Whether confidence matches accuracy, before and after temperature scaling fitted on validation."""
 
     name = "calibration"
-    metrics = {"ece": False, "brier_loss": False, "nll_loss": False}
+    metrics = {"ece": False, "brier_loss": False, "nll_loss": False, "ece_temperature_scaled": False, "nll_loss_temperature_scaled": False}
+    splits = ("val", "test")
 
     def __init__(self, *, n_bins: int = 15) -> None:
         if n_bins < 1:
@@ -97,9 +124,28 @@ class Calibration(Check):
 
         low, high = percentile_interval(bootstrap(stats, len(y), n_boot=context.n_boot, seed=context.seed))
         ece = expected_calibration_error(probs, y, self.n_bins)
-        details = {"n_bins": self.n_bins, "bins": reliability_bins(probs, y, self.n_bins), "mean_confidence": float(confidence.mean()), "accuracy": float(correct.mean())}
+        val = context.predict(candidate, split="val")
+        temperature = fit_temperature(val.logits, val.labels)
+        scaled = softmax(p.logits, temperature)
+        scaled_conf, scaled_nll = scaled.max(axis=1), nll_loss(scaled, y)
+
+        def scaled_stats(index: np.ndarray) -> np.ndarray:
+            return np.column_stack([_ece_batched(scaled_conf, correct, self.n_bins, index), scaled_nll[index].mean(1)])
+
+        s_low, s_high = percentile_interval(bootstrap(scaled_stats, len(y), n_boot=context.n_boot, seed=context.seed))
+        details = {
+            "n_bins": self.n_bins,
+            "bins": reliability_bins(probs, y, self.n_bins),
+            "bins_temperature_scaled": reliability_bins(scaled, y, self.n_bins),
+            "temperature": temperature,
+            "mean_confidence": float(confidence.mean()),
+            "accuracy": float(correct.mean()),
+        }
         return [
             self.evidence(candidate, "ece", ece, (low[0], high[0]), details=details, figures=("reliability_diagram",)),
             self.evidence(candidate, "brier_loss", brier.mean(), (low[1], high[1])),
             self.evidence(candidate, "nll_loss", nll.mean(), (low[2], high[2])),
+            self.evidence(candidate, "ece_temperature_scaled", expected_calibration_error(scaled, y, self.n_bins), (s_low[0], s_high[0]),
+                          details={"temperature": temperature, "fitted_on": "val"}),
+            self.evidence(candidate, "nll_loss_temperature_scaled", scaled_nll.mean(), (s_low[1], s_high[1]), details={"temperature": temperature}),
         ]

@@ -1,0 +1,210 @@
+"""The HTML report: one self-contained page, rebuilt from stored records.
+
+``build_context`` turns ReportData into plain rows and cells; the Jinja2
+template (autoescaped, so every user string is escaped) only lays them out.
+Figures are inline ``data:`` PNGs and the CSS is embedded: the file opens
+offline, needs no JavaScript, and can be mailed or attached to a ticket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..checks.base import Evidence
+from .data import (
+    ReportData,
+    arch_text,
+    config_text,
+    failed_gates,
+    fmt_number,
+    fmt_time,
+    gate_status,
+    objectives,
+    policy_metrics,
+)
+from .plots import TITLES, PlotStyle, Rendered, render
+from .run_plots import render_pareto, render_training_curves
+
+_TEMPLATES = Path(__file__).parent / "templates"
+# Task keys shown in their own place, not in the generic list of facts.
+_TASK_SHOWN = {"name", "description", "classes", "sizes", "class_counts", "modality", "input_shape", "groups", "metadata"}
+
+
+def render_html(data: ReportData) -> str:
+    """The report page for ``data`` as one HTML string."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,  # a misspelt field fails the tests instead of printing nothing
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env.get_template("report.html.j2").render(**build_context(data))
+
+
+def build_context(data: ReportData) -> dict[str, Any]:
+    """Everything the template shows, as plain dicts, lists and strings."""
+    names = data.candidate_names()
+    style = PlotStyle.for_candidates(names, data.chosen)
+    headline = data.headline()
+    return {
+        "data": data,
+        "created": fmt_time(data.created),
+        "verdict": _verdict(data),
+        "summary": _summary(data, names, headline),
+        "task": _task(data.task),
+        "candidates": [_provenance(data.candidate(n), n == data.chosen) for n in names],
+        "training_figure": render_training_curves(data.candidates, style),
+        "checks": [_check_section(data, check, names, style) for check in data.checks()],
+        "decision": _decision(data, names),
+        "pareto_figure": render_pareto(data.decision, headline, style),
+        "colors": style.colors,
+        "environment": sorted(data.environment.items()),
+        "description": data.study_description(),
+    }
+
+
+def _cell(e: Evidence | None, mark: bool | None = None) -> dict[str, Any]:
+    if e is None:
+        return {"value": "–", "interval": "", "mark": mark}
+    value, _, rest = e.interval_text().partition(" [")
+    return {"value": value, "interval": f"[{rest}" if rest else "", "mark": mark}
+
+
+def _arrow(higher_is_better: bool | None) -> str:
+    return {True: "↑", False: "↓"}.get(higher_is_better, "")
+
+
+def _verdict(data: ReportData) -> dict[str, Any]:
+    d = data.decision
+    if d is None:
+        return {"kind": "none", "chosen": None, "reason": "No decision is recorded for this run yet.", "failures": {}}
+    if d.chosen is None:
+        return {"kind": "fail", "chosen": None, "reason": "No candidate passes every gate.", "failures": failed_gates(d)}
+    return {"kind": "ok", "chosen": d.chosen, "reason": d.reason, "failures": {}}
+
+
+def _summary(data: ReportData, names: Sequence[str], headline: Mapping[str, Mapping[str, Evidence]]) -> dict[str, Any]:
+    metrics = data.key_metrics()
+    gated = set(policy_metrics(data.decision)) - {m for m, _ in objectives(data.decision)}
+    first = {m: next((row[m] for row in headline.values() if m in row), None) for m in metrics}
+    columns = [{"metric": m, "arrow": _arrow(first[m].higher_is_better if first[m] else None), "gated": m in gated} for m in metrics]
+    # Parameter counts live in every candidate's provenance even when the efficiency check did not run.
+    extra_params = "parameters" not in metrics and any("parameters" in data.candidate(n) for n in names)
+    if extra_params:
+        columns.append({"metric": "parameters", "arrow": "", "gated": False})
+    failures = failed_gates(data.decision)
+    rows = []
+    for n in names:
+        row = headline.get(n, {})
+        cells = [_cell(row.get(m), gate_status(data.decision, n, m)) for m in metrics]
+        if extra_params:
+            cells.append({"value": fmt_number(data.candidate(n).get("parameters")), "interval": "", "mark": None})
+        rows.append({"name": n, "chosen": n == data.chosen, "cells": cells, "status": _status(data, n, failures)})
+    return {"columns": columns, "rows": rows}
+
+
+def _status(data: ReportData, name: str, failures: Mapping[str, list[str]]) -> dict[str, str]:
+    d = data.decision
+    if d is None:
+        return {"kind": "", "text": ""}
+    if name == d.chosen:
+        return {"kind": "chosen", "text": "chosen"}
+    if name in failures:
+        return {"kind": "fail", "text": "fails " + "; ".join(failures[name])}
+    if name in d.pareto:
+        return {"kind": "front", "text": "on the Pareto front"}
+    if name in d.passed:
+        return {"kind": "pass", "text": "passes the gates; dominated"}
+    return {"kind": "", "text": ""}
+
+
+def _task(task: Mapping[str, Any]) -> dict[str, Any]:
+    classes = [str(c) for c in task.get("classes", [])]
+    counts = task.get("class_counts", {}) or {}
+    splits = list(counts)
+    sizes = task.get("sizes", {}) or {}
+    facts = [("Task", task.get("name", "")), ("Modality", task.get("modality", "")),
+             ("Input shape", " × ".join(map(str, task.get("input_shape", []))) or "n/a"),
+             ("Classes", f"{len(classes)}: {', '.join(classes[:30])}{' …' if len(classes) > 30 else ''}"),
+             ("Split sizes", ", ".join(f"{k} {fmt_number(v)}" for k, v in sizes.items()))]
+    if task.get("groups"):
+        facts.append(("Group attributes", ", ".join(map(str, task["groups"]))))
+    if task.get("metadata"):
+        facts.append(("Metadata columns", ", ".join(map(str, task["metadata"]))))
+    facts += [(str(k).capitalize(), _plain(v)) for k, v in task.items() if k not in _TASK_SHOWN]
+    rows = [{"name": c, "counts": [counts[s][i] if i < len(counts[s]) else 0 for s in splits]} for i, c in enumerate(classes)]
+    totals = [sum(counts[s]) for s in splits]
+    return {"description": task.get("description", ""), "facts": facts, "splits": splits, "rows": rows, "totals": totals}
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items())
+    return str(value)
+
+
+def _provenance(c: Mapping[str, Any], chosen: bool) -> dict[str, Any]:
+    training = c.get("training") or {}
+    if training:
+        trained = f"{training.get('epochs_run', '?')} epochs, kept epoch {training.get('best_epoch', '?')}"
+        trained += ", stopped early" if training.get("stopped_early") else ""
+        if training.get("train_seconds") is not None:
+            trained += f", {training['train_seconds']:.1f} s"
+    else:
+        trained = "not trained here" if c.get("parent") else "–"
+    arch = c.get("arch") or {}
+    return {
+        "name": c["name"], "chosen": chosen, "recipe": c.get("recipe", "–"), "parent": c.get("parent") or "–",
+        "arch": arch_text(arch) if arch else "–", "parameters": fmt_number(c.get("parameters")), "seed": c.get("seed", "–"),
+        "id": c.get("id", "–"), "data_hash": (c.get("data_hash") or "–")[:12], "training": trained,
+        "config": config_text(c.get("config"), skip=("arch", "arch_options")),
+        "transforms": ", ".join(c.get("transforms") or []),
+        "versions": ", ".join(f"{k} {v}" for k, v in (c.get("versions") or {}).items()),
+    }
+
+
+def _check_section(data: ReportData, check: str, names: Sequence[str], style: PlotStyle) -> dict[str, Any]:
+    records = [e for e in data.evidence if e.check == check]
+    keys = list(dict.fromkeys((e.metric, e.split, e.view) for e in records))
+    by_key = {(e.candidate, e.metric, e.split, e.view): e for e in records}
+    columns = [{"metric": m, "where": "" if (s, v) == ("test", "clean") else f"{v} · {s}",
+                "arrow": _arrow(next(e.higher_is_better for e in records if (e.metric, e.split, e.view) == (m, s, v)))}
+               for m, s, v in keys]
+    rows = [{"name": n, "chosen": n == data.chosen, "cells": [_cell(by_key.get((n, *k))) for k in keys]}
+            for n in names if any((n, *k) in by_key for k in keys)]
+    groups: dict[tuple[str, str, str, str], list[Evidence]] = {}
+    for e in records:
+        for fig in e.figures:
+            groups.setdefault((fig, e.metric, e.split, e.view), []).append(e)
+    figures = []
+    for (fig, _, split, view), group in groups.items():
+        group.sort(key=lambda e: names.index(e.candidate) if e.candidate in names else len(names))
+        drawn = render(fig, group, style)
+        if (split, view) != ("test", "clean"):
+            drawn = Rendered(**{**drawn.__dict__, "title": f"{drawn.title} ({view}, {split})"})
+        figures.append(drawn)
+    return {"name": check, "columns": columns, "rows": rows, "figures": figures}
+
+
+def _decision(data: ReportData, names: Sequence[str]) -> dict[str, Any] | None:
+    d = data.decision
+    if d is None:
+        return None
+    results = {(r.candidate, r.gate): r for r in d.gate_results}
+    rows = []
+    for n in names:
+        cells = []
+        for g in d.gates:
+            r = results.get((n, g))
+            cells.append({"value": "–" if r is None else ("not measured" if r.value is None else fmt_number(r.value)),
+                          "passed": None if r is None else r.passed})
+        rows.append({"name": n, "chosen": n == d.chosen, "cells": cells, "passed": n in d.passed, "front": n in d.pareto})
+    return {"gates": list(d.gates), "objectives": list(d.objectives), "rows": rows, "reason": d.reason,
+            "pareto_note": TITLES["pareto"][1]}

@@ -1,0 +1,36 @@
+"""comparison: paired differences and McNemar's exact test."""
+
+import numpy as np
+import pytest
+from scipy.stats import binomtest
+
+from assay.checks.comparison import Comparison, mcnemar_exact
+
+
+def test_mcnemar_counts_discordant_pairs():
+    ref = np.array([1, 1, 1, 0, 0, 1, 1, 1], bool)
+    cand = np.array([1, 0, 0, 0, 1, 0, 1, 1], bool)
+    b, c, p = mcnemar_exact(ref, cand)
+    assert (b, c) == (3, 1)
+    assert p == pytest.approx(binomtest(3, 4, 0.5).pvalue)
+    assert mcnemar_exact(ref, ref)[2] == 1.0
+
+
+def test_compares_a_child_with_its_parent(cnn, mlp, digits, context, tmp_path):
+    from assay.recipes import RecipeContext, make_recipe
+
+    child = make_recipe("quantize", {"parent": "cnn"}, "x").make(
+        "cnn-int8", RecipeContext(task=digits, work_dir=tmp_path, candidates={"cnn": cnn}, progress=False)
+    )
+    context.candidates = {"mlp": mlp, "cnn": cnn, "cnn-int8": child}
+    evidence = {e.metric: e for e in Comparison().run(child, context)}
+    drop = evidence["accuracy_drop"]
+    ours, theirs = context.predict(child), context.predict(cnn)
+    expected = (theirs.predicted == theirs.labels).mean() - (ours.predicted == ours.labels).mean()
+    assert drop.value == pytest.approx(expected)
+    assert drop.details["against"] == "cnn" and drop.details["relation"] == "parent"
+    assert drop.low <= drop.value <= drop.high
+    assert drop.details["verdict"] == "no significant difference"  # int8 of a small head changes almost nothing
+    # The reference itself is skipped with a reason; others compare with it.
+    assert Comparison().run(mlp, context)[0].metric == "skipped"
+    assert Comparison().run(cnn, context)[0].details["against"] == "mlp"
