@@ -1,9 +1,14 @@
-"""The ``efficiency`` check: how big and how fast.
+"""The ``efficiency`` check: how big, how fast, how much energy.
 
 This is the one check that runs the model itself, because time is what it
 measures: latency at batch 1 (p50, p95) and throughput at a large batch, on
 real test inputs, after warm-up, with the device synchronised around each
-timed call. Size is the exact length of the saved weights file.
+timed call. Size is the exact length of the saved weights file. FLOPs come
+from ``torch.utils.flop_counter`` (int8 matmuls are not counted by it, so a
+quantized model reports its float parent's structure minus those layers).
+Peak memory is measured on CUDA; on the CPU it is estimated as weights plus
+the largest layer input + output at the large batch. Energy per 1,000
+predictions and for training follow ``energy.py``'s stated power model.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import numpy as np
 import torch
 
 from .base import Check, CheckContext, Evidence, register_check
+from .energy import GRID_G_PER_KWH, co2e_grams, power_model, rapl_joules
 from .stats import bootstrap, percentile_interval
 
 
@@ -37,13 +43,17 @@ class Efficiency(Check):
     """Parameters, size on disk, latency and throughput."""
 
     name = "efficiency"
-    metrics = {"parameters": False, "size_mb": False, "latency_p50_ms": False, "latency_p95_ms": False, "throughput_per_s": True}
+    metrics = {
+        "parameters": False, "size_mb": False, "latency_p50_ms": False, "latency_p95_ms": False, "throughput_per_s": True,
+        "flops_per_sample": False, "peak_memory_mb": False, "energy_per_1k_j": False, "training_energy_kj": False, "training_co2e_g": False,
+    }
     needs = ()
 
-    def __init__(self, *, repeats: int = 100, warmup: int = 10, batch_size: int = 256, batch_repeats: int = 10) -> None:
-        if min(repeats, batch_size, batch_repeats) < 1 or warmup < 0:
-            raise ValueError("repeats, batch_size and batch_repeats must be at least 1, warmup at least 0")
+    def __init__(self, *, repeats: int = 100, warmup: int = 10, batch_size: int = 256, batch_repeats: int = 10, grid_g_per_kwh: float = GRID_G_PER_KWH) -> None:
+        if min(repeats, batch_size, batch_repeats) < 1 or warmup < 0 or grid_g_per_kwh < 0:
+            raise ValueError("repeats, batch_size and batch_repeats must be at least 1, warmup and grid_g_per_kwh at least 0")
         self.repeats, self.warmup, self.batch_size, self.batch_repeats = repeats, warmup, batch_size, batch_repeats
+        self.grid_g_per_kwh = grid_g_per_kwh
 
     def run(self, candidate, context: CheckContext) -> list[Evidence]:
         device = context.predictions.device if not candidate.provenance.transforms else torch.device("cpu")
@@ -53,7 +63,18 @@ class Efficiency(Check):
         batch = x.repeat(reps, *([1] * (x.ndim - 1)))[: self.batch_size].to(device)
         one = x[:1].to(device)
         single = time_calls(lambda: candidate.predict(one), warmup=self.warmup, repeats=self.repeats, device=device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        rapl_before = rapl_joules()
         bulk = time_calls(lambda: candidate.predict(batch), warmup=max(1, self.warmup // 5), repeats=self.batch_repeats, device=device)
+        rapl_after = rapl_joules()
+        power = power_model(device)
+        if rapl_before is not None and rapl_after is not None and rapl_after > rapl_before:
+            joules_per_batch, energy_source = (rapl_after - rapl_before) / (self.batch_repeats + max(1, self.warmup // 5)), "RAPL package counter"
+        else:
+            joules_per_batch, energy_source = power.watts * np.median(bulk) / 1000, power.source
+        peak_mb, peak_source = _peak_memory(candidate, batch, device)
+        train_j = candidate.training.get("train_seconds", 0.0) * power.watts
 
         def stats(index: np.ndarray) -> np.ndarray:
             return np.column_stack([np.percentile(single[index], 50, axis=1), np.percentile(single[index], 95, axis=1)])
@@ -70,4 +91,42 @@ class Efficiency(Check):
             self.evidence(candidate, "latency_p95_ms", np.percentile(single, 95), (low[1], high[1]), details=where),
             self.evidence(candidate, "throughput_per_s", np.median(per_s), (t_low, t_high),
                           details={"batch_size": self.batch_size, "batch_ms": np.round(bulk, 4).tolist(), **where}),
+            self.evidence(candidate, "flops_per_sample", _flops(candidate, one), details={"counter": "torch.utils.flop_counter"}),
+            self.evidence(candidate, "peak_memory_mb", peak_mb, details={"how": peak_source, "batch_size": self.batch_size}),
+            self.evidence(candidate, "energy_per_1k_j", joules_per_batch * 1000 / self.batch_size,
+                          details={"power": energy_source, "co2e_per_1k_g": co2e_grams(joules_per_batch * 1000 / self.batch_size, self.grid_g_per_kwh)}),
+            self.evidence(candidate, "training_energy_kj", train_j / 1000,
+                          details={"train_seconds": candidate.training.get("train_seconds", 0.0), "power": power.source,
+                                   "note": "derived candidates report their own recipe's cost only"}),
+            self.evidence(candidate, "training_co2e_g", co2e_grams(train_j, self.grid_g_per_kwh), details={"grid_g_per_kwh": self.grid_g_per_kwh}),
         ]
+
+
+def _flops(candidate, one: torch.Tensor) -> float:
+    """Floating-point operations for one example (a multiply-add counts 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        candidate.predict(one)
+    return float(counter.get_total_flops())
+
+
+def _peak_memory(candidate, batch: torch.Tensor, device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        candidate.predict(batch)
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) / 1e6, "measured: torch.cuda.max_memory_allocated"
+    largest = [0]
+
+    def hook(module, inputs, output):
+        size = sum(t.numel() * t.element_size() for t in (*inputs, output) if isinstance(t, torch.Tensor))
+        largest[0] = max(largest[0], size)
+
+    leaves = [m for m in candidate.model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        candidate.predict(batch)
+    finally:
+        for h in handles:
+            h.remove()
+    return (len(candidate.to_bytes()) + largest[0]) / 1e6, "estimated: weights + largest layer input and output"
