@@ -175,7 +175,14 @@ class Study:
         from tqdm.auto import tqdm
 
         checks = [make_check(name, options) for name, options in self.spec.checks.items()]
-        context = CheckContext(task=task, predictions=cache, seed=self.seed, n_boot=self.spec.n_boot, candidates={c.name: c for c in candidates})
+        context = CheckContext(
+            task=task,
+            predictions=cache,
+            seed=self.seed,
+            n_boot=self.spec.n_boot,
+            candidates={c.name: c for c in candidates},
+            embeddings=any("embeddings" in check.needs for check in checks),
+        )
         evidence: list[Evidence] = []
         pairs = [(c, k) for c in candidates for k in checks]
         with tqdm(pairs, desc="checks", unit="check", disable=not self.progress, dynamic_ncols=True) as bar:

@@ -88,6 +88,7 @@ class CheckContext:
     seed: int = 0
     n_boot: int = 1000
     candidates: Mapping[str, Candidate] = field(default_factory=dict)  # all of the study's, by name
+    embeddings: bool = False  # some check needs embeddings: get them in the same pass as logits
 
     @property
     def reference(self) -> Candidate | None:
@@ -95,7 +96,7 @@ class CheckContext:
         return next(iter(self.candidates.values()), None)
 
     def predict(self, candidate: Candidate, split: str = "test", view: str = "clean", embeddings: bool = False) -> Predictions:
-        return self.predictions.get(candidate, self.task, split=split, view=view, embeddings=embeddings)
+        return self.predictions.get(candidate, self.task, split=split, view=view, embeddings=embeddings or self.embeddings)
 
 
 class Check:
