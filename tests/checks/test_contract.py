@@ -72,3 +72,38 @@ def test_checks_handle_a_single_example_split(mlp, digits, tmp_path):
     for name in CHECKS:
         for e in make_check(name, {"repeats": 5} if name == "efficiency" else {}).run(mlp, ctx):
             assert math.isfinite(e.value) or e.metric == SKIPPED, (name, e.metric)
+
+
+def test_ood_scores_and_metrics_against_references(cnn, digits):
+    """AUROC equals scikit-learn's; AUPR equals average_precision_score; Mahalanobis equals scipy's distance."""
+    from scipy.spatial.distance import mahalanobis
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from assay.checks.ood import EmbeddingScorer, aupr_out, auroc, fpr_at_tpr
+
+    rng = np.random.default_rng(0)
+    ind, ood = np.round(rng.normal(1, 1, 300), 1), np.round(rng.normal(0, 1, 120), 1)  # rounding makes ties
+    y = np.r_[np.ones(300), np.zeros(120)]
+    assert auroc(ind, ood) == pytest.approx(roc_auc_score(y, np.r_[ind, ood]), abs=1e-12)
+    assert aupr_out(ind, ood) == pytest.approx(average_precision_score(1 - y, -np.r_[ind, ood]), abs=1e-12)
+    threshold = np.sort(ind)[int(np.floor(0.05 * 300))]
+    assert fpr_at_tpr(ind, ood) == pytest.approx((ood >= threshold).mean())
+
+    e = rng.normal(size=(200, 6))
+    labels = rng.integers(0, 3, 200)
+    scorer = EmbeddingScorer(e, labels)
+    q = rng.normal(size=(5, 6))
+    expected = [-min(mahalanobis(v, m, scorer.precision) ** 2 for m in scorer.means) for v in q]
+    assert scorer.mahalanobis(q) == pytest.approx(expected, rel=1e-9)
+
+
+def test_histogram_bootstrap_equals_resampling_directly():
+    from assay.checks.ood import auroc, bootstrap_auroc_fpr, fpr_at_tpr
+
+    rng = np.random.default_rng(1)
+    ind, ood = np.round(rng.normal(1, 1, 97), 1), np.round(rng.normal(0, 1, 41), 1)
+    auc, fpr = bootstrap_auroc_fpr(ind, ood, 50, np.random.default_rng(7))
+    replay = np.random.default_rng(7)
+    ia, ib = replay.integers(0, 97, (50, 97)), replay.integers(0, 41, (50, 41))
+    assert auc == pytest.approx(auroc(ind[ia], ood[ib]), abs=1e-12)
+    assert fpr == pytest.approx(fpr_at_tpr(ind[ia], ood[ib]), abs=1e-12)

@@ -61,6 +61,30 @@ def fpr_at_tpr(id_scores: np.ndarray, ood_scores: np.ndarray, tpr: float = 0.95)
     return (ood_scores >= np.expand_dims(threshold, -1)).mean(-1)
 
 
+def bootstrap_auroc_fpr(id_scores: np.ndarray, ood_scores: np.ndarray, n_boot: int, rng: np.random.Generator, tpr: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """AUROC and FPR@TPR for ``n_boot`` stratified resamples, from counts per distinct score.
+
+    Scores are ranked once; each resample is then a histogram over the ranks
+    (one ``bincount``), so no resample is sorted. Equal to ``auroc`` and
+    ``fpr_at_tpr`` on each resample.
+    """
+    values, codes = np.unique(np.concatenate([id_scores, ood_scores]), return_inverse=True)
+    u, n1, n0 = len(values), len(id_scores), len(ood_scores)
+    cid, cood = codes[:n1], codes[n1:]
+
+    def histogram(codes: np.ndarray, n: int) -> np.ndarray:
+        picks = codes[rng.integers(0, n, (n_boot, n))] + (np.arange(n_boot) * u)[:, None]
+        return np.bincount(picks.ravel(), minlength=n_boot * u).reshape(n_boot, u)
+
+    h_id, h_ood = histogram(cid, n1), histogram(cood, n0)
+    below = np.cumsum(h_ood, axis=1) - h_ood  # OOD examples strictly below each distinct score
+    auc = (h_id * (below + 0.5 * h_ood)).sum(1) / (n1 * n0)
+    k = int(np.floor((1 - tpr) * (n1 - 1)))  # position of the 'lower' quantile, as np.quantile
+    first = np.argmax(np.cumsum(h_id, axis=1) > k, axis=1)  # rank of the threshold
+    accepted = h_ood.sum(1) - np.take_along_axis(np.cumsum(h_ood, axis=1) - h_ood, first[:, None], 1)[:, 0]
+    return auc, accepted / n0
+
+
 def logit_scores(logits: np.ndarray) -> dict[str, np.ndarray]:
     z = logits.astype(np.float64)
     return {"msp": np.exp(z.max(1) - logsumexp(z, axis=1)), "max_logit": z.max(1), "energy": logsumexp(z, axis=1)}
@@ -80,8 +104,12 @@ class EmbeddingScorer:
         self.k = min(k, len(f))
 
     def mahalanobis(self, e: np.ndarray) -> np.ndarray:
-        d = e.astype(np.float64)[:, None, :] - self.means[None]  # (N, K, D)
-        return -np.einsum("nkd,de,nke->nk", d, self.precision, d).min(1)
+        # (e - m)' P (e - m) expanded into matrix products: no (N, K, D) tensor.
+        e = e.astype(np.float64)
+        ep = e @ self.precision  # (N, D)
+        mp = self.means @ self.precision  # (K, D)
+        d2 = (ep * e).sum(1)[:, None] - 2 * ep @ self.means.T + (mp * self.means).sum(1)[None]  # (N, K)
+        return -d2.min(1)
 
     def knn(self, e: np.ndarray, chunk: int = 2048) -> np.ndarray:
         q = e.astype(np.float64)
@@ -126,9 +154,7 @@ class OOD(Check):
             out = self._scores(candidate, context, scorer, "test", f"ood:{name}")
             table[name] = {s: {"auroc": float(auroc(ind[s], out[s])), "aupr": aupr_out(ind[s], out[s]), "fpr95": float(fpr_at_tpr(ind[s], out[s]))} for s in SCORES}
             # Stratified bootstrap: resample ID and OOD examples separately.
-            a, b = ind[self.score], out[self.score]
-            ia, ib = rng.integers(0, len(a), (context.n_boot, len(a))), rng.integers(0, len(b), (context.n_boot, len(b)))
-            primary[name] = (auroc(a[ia], b[ib]), fpr_at_tpr(a[ia], b[ib]))
+            primary[name] = bootstrap_auroc_fpr(ind[self.score], out[self.score], context.n_boot, rng)
         evidence = []
         for group, members in (("near", [s for s in sets if s in NEAR]), ("far", [s for s in sets if s in FAR])):
             if not members:

@@ -64,7 +64,12 @@ class Split:
         )
 
     def digest(self) -> str:
-        """A content hash of inputs, labels, groups and metadata."""
+        """A content hash of inputs, labels, groups and metadata (computed once)."""
+        if "_digest" not in self.__dict__:
+            self.__dict__["_digest"] = self._compute_digest()  # frozen: write around __setattr__
+        return self.__dict__["_digest"]
+
+    def _compute_digest(self) -> str:
         h = hashlib.sha256()
         for name, array in (("x", self.x), ("y", self.y), *sorted(self.groups.items()), *sorted(self.meta.items())):
             h.update(name.encode())
@@ -140,7 +145,12 @@ class Task:
         return (("train", self.train), ("val", self.val), ("test", self.test))
 
     def digest(self) -> str:
-        """A content hash of every split; recorded with each candidate."""
+        """A content hash of every split; recorded with each candidate (computed once)."""
+        if "_digest" not in self.__dict__:
+            self.__dict__["_digest"] = self._compute_digest()
+        return self.__dict__["_digest"]
+
+    def _compute_digest(self) -> str:
         h = hashlib.sha256(f"{self.name}|{self.modality}|{'|'.join(self.class_names)}".encode())
         for _, split in (*self.labelled_splits(), ("pool", self.pool), ("ood", self.ood)):
             h.update(split.digest().encode() if split is not None else b"-")
