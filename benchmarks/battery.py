@@ -46,24 +46,25 @@ def candidates(task, work: Path):
 def run_battery(task, made, checks, shared: bool) -> tuple[float, PredictionCache | None]:
     cache = PredictionCache(None)
     started = time.perf_counter()
+    if shared:  # as the study does: every declared need, each view materialised once
+        cache.prefetch(list(made.values()), task, set().union(*(check.requests(task) for check in checks)))
     for check in checks:
         for candidate in made.values():
-            ctx = CheckContext(task=task, predictions=cache if shared else PredictionCache(None), n_boot=1000,
-                               candidates=made, embeddings=True)
+            ctx = CheckContext(task=task, predictions=cache if shared else PredictionCache(None), n_boot=1000, candidates=made)
             check.run(candidate, ctx)
     return time.perf_counter() - started, cache
 
 
 def bare_forward(task, made, keys) -> float:
     """The forward passes in ``keys`` as a plain loop (views materialised beforehand)."""
-    inputs = {(split, view): torch.as_tensor(apply_view(task, split, view).x, dtype=torch.float32) for _, split, view in keys}
+    inputs = {(split, view): torch.as_tensor(apply_view(task, split, view).x, dtype=torch.float32) for _, split, view, _ in keys}
     started = time.perf_counter()
     with torch.inference_mode():
-        for name, split, view in keys:
+        for name, split, view, embeddings in keys:
             model = made[name].model
             x = inputs[(split, view)]
             for i in range(0, len(x), 512):
-                model.head(model.features(x[i : i + 512]))
+                model.head(model.features(x[i : i + 512])) if embeddings else model(x[i : i + 512])
     return time.perf_counter() - started
 
 
@@ -74,13 +75,14 @@ def main() -> None:
         task = load_task({"builtin": "digits", "holdout_classes": ["8", "9"]}, base_dir=Path("."), seed=0)
         made = candidates(task, Path(work))
         checks = [make_check(name, {}) for name in load_all() if name != "efficiency"]
-        shared_s, cache = run_battery(task, made, checks, shared=True)
-        keys = [(name, split, view) for (cid, _, split, view) in cache._memory for name, c in made.items() if c.id == cid]
+        run_battery(task, made, checks, shared=True)  # warm-up: first calls allocate and pick kernels
+        shared_s, cache = min((run_battery(task, made, checks, shared=True) for _ in range(2)), key=lambda r: r[0])
+        keys = [(name, split, view, p.embeddings is not None) for (cid, _, split, view), p in cache._memory.items() for name, c in made.items() if c.id == cid]
         bare_s = min(bare_forward(task, made, keys) for _ in range(3))
         naive_s, _ = run_battery(task, made, checks, shared=False)
     print(f"checks:                 {', '.join(c.name for c in checks)} (efficiency excluded: its timed calls are the forward passes)")
-    print(f"forward passes needed:  {len(keys)} (candidate, split, view) passes, with embeddings")
-    print(f"shared-cache battery:   {shared_s:.2f} s  (of which in forward passes: {cache.forward_seconds:.2f} s)")
+    print(f"forward passes needed:  {len(keys)} (candidate, split, view) passes, {sum(k[3] for k in keys)} of them with embeddings")
+    print(f"shared-cache battery:   {shared_s:.2f} s  (best of 2 after a warm-up; in forward passes: {cache.forward_seconds:.2f} s)")
     print(f"bare forward passes:    {bare_s:.2f} s  (best of 3)")
     print(f"naive battery:          {naive_s:.2f} s  (each check computes its own predictions)")
     print(f"battery / bare forward: {shared_s / bare_s:.2f}  (target <= 1.3)")

@@ -181,8 +181,8 @@ class Study:
             seed=self.seed,
             n_boot=self.spec.n_boot,
             candidates={c.name: c for c in candidates},
-            embeddings=any("embeddings" in check.needs for check in checks),
         )
+        cache.prefetch(candidates, task, set().union(*(check.requests(task) for check in checks)))
         evidence: list[Evidence] = []
         pairs = [(c, k) for c in candidates for k in checks]
         with tqdm(pairs, desc="checks", unit="check", disable=not self.progress, dynamic_ncols=True) as bar:

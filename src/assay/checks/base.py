@@ -88,7 +88,6 @@ class CheckContext:
     seed: int = 0
     n_boot: int = 1000
     candidates: Mapping[str, Candidate] = field(default_factory=dict)  # all of the study's, by name
-    embeddings: bool = False  # some check needs embeddings: get them in the same pass as logits
 
     @property
     def reference(self) -> Candidate | None:
@@ -96,7 +95,7 @@ class CheckContext:
         return next(iter(self.candidates.values()), None)
 
     def predict(self, candidate: Candidate, split: str = "test", view: str = "clean", embeddings: bool = False) -> Predictions:
-        return self.predictions.get(candidate, self.task, split=split, view=view, embeddings=embeddings or self.embeddings)
+        return self.predictions.get(candidate, self.task, split=split, view=view, embeddings=embeddings)
 
 
 class Check:
@@ -114,6 +113,17 @@ class Check:
 
     def run(self, candidate: Candidate, context: CheckContext) -> list[Evidence]:
         raise NotImplementedError  # each registered check overrides it
+
+    def requests(self, task: Task) -> set[tuple[str, str, bool]]:
+        """The (split, view, embeddings) predictions this check reads, from its declared needs."""
+        from ..data.views import expand_views
+
+        embeddings = "embeddings" in self.needs
+        if not self.needs:
+            return set()
+        out = {(split, "clean", embeddings) for split in self.splits}
+        out |= {("test", view, embeddings) for view in expand_views(self.views, task) if view != "clean"}
+        return out
 
     def params(self) -> dict[str, Any]:
         """The constructor's parameters and their current values."""

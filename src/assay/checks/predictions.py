@@ -82,13 +82,32 @@ class PredictionCache:
             return found
         found = self._read(key, embeddings)
         if found is None:
-            found = self._compute(candidate, task, split, view, embeddings)
+            found = self._compute(candidate, apply_view(task, split, view, seed=self.seed), split, view, embeddings)
             self._write(key, found)
         self._memory[key] = found
         return found
 
-    def _compute(self, candidate: Candidate, task: Task, split: str, view: str, embeddings: bool) -> Predictions:
-        data = apply_view(task, split, view, seed=self.seed)
+    def prefetch(self, candidates: list[Candidate], task: Task, requests: set[tuple[str, str, bool]]) -> None:
+        """Compute every requested (split, view) for every candidate, each view materialised once.
+
+        Requests for the same (split, view) merge: embeddings are kept when any
+        check asks for them, so one pass serves both kinds of reader.
+        """
+        merged: dict[tuple[str, str], bool] = {}
+        for split, view, embeddings in requests:
+            merged[(split, view)] = merged.get((split, view), False) or embeddings
+        for (split, view), embeddings in merged.items():
+            data = None
+            for candidate in candidates:
+                key = (candidate.id, task.digest()[:16], split, view)
+                found = self._memory.get(key) or self._read(key, embeddings)
+                if found is None or (embeddings and found.embeddings is None):
+                    data = data if data is not None else apply_view(task, split, view, seed=self.seed)
+                    found = self._compute(candidate, data, split, view, embeddings)
+                    self._write(key, found)
+                self._memory[key] = found
+
+    def _compute(self, candidate: Candidate, data, split: str, view: str, embeddings: bool) -> Predictions:
         candidate.to(self.device)
         x = torch.as_tensor(data.x, dtype=torch.float32)
         logits, feats = [], []

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..data.corruptions import CORRUPTIONS, SEVERITIES
 from .base import Check, CheckContext, Evidence, register_check
-from .stats import bootstrap, percentile_interval
+from .stats import bootstrap, percentile_interval, resample_counts
 
 
 def corruption_errors(errors: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -74,11 +74,15 @@ class Robustness(Check):
         ref_clean, ref_per = (clean, per) if reference is None or reference is candidate else self._correct(reference, context)
         ref_stacked = np.stack([ref_per[k] for k in kinds])
 
+        n = len(clean)
+        as_float = stacked.astype(np.float64), ref_stacked.astype(np.float64)
+
         def stats(index: np.ndarray) -> np.ndarray:
-            acc = stacked[:, :, index].mean(-1)  # (C, S, b)
-            err, ref_err = 1 - acc, 1 - ref_stacked[:, :, index].mean(-1)
+            counts = resample_counts(index, n).T / n  # (N, b)
+            acc = as_float[0] @ counts  # (C, S, b)
+            err, ref_err = 1 - acc, 1 - as_float[1] @ counts
             ce = err.sum(1) / np.maximum(ref_err.sum(1), 1e-12)  # (C, b)
-            clean_err, ref_clean_err = 1 - clean[index].mean(-1), 1 - ref_clean[index].mean(-1)
+            clean_err, ref_clean_err = 1 - clean @ counts, 1 - ref_clean @ counts
             rel = (err - clean_err).sum(1) / np.maximum((ref_err - ref_clean_err).sum(1), 1e-12)
             return np.column_stack([acc.mean((0, 1)), acc.mean(1).min(0), ce.mean(0), rel.mean(0)])
 

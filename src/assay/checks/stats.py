@@ -52,3 +52,10 @@ def confusion_matrices(y_true: np.ndarray, y_pred: np.ndarray, k: int, index: np
     b = index.shape[0]
     cells = y_true[index] * k + y_pred[index] + (np.arange(b) * k * k)[:, None]  # (b, n)
     return np.bincount(cells.ravel(), minlength=b * k * k).reshape(b, k, k)
+
+
+def resample_counts(index: np.ndarray, n: int) -> np.ndarray:
+    """How often each example occurs in each resample row ``(b, n)``: a mean over a
+    resample is then one matrix product, ``values @ counts.T / n``."""
+    b = index.shape[0]
+    return np.bincount((index + (np.arange(b) * n)[:, None]).ravel(), minlength=b * n).reshape(b, n)

@@ -54,6 +54,19 @@ def corruption_views(modality: str, severities: tuple[int, ...] = SEVERITIES) ->
     return [f"corrupt:{kind}@{s}" for kind in CORRUPTIONS.get(modality, {}) for s in severities]
 
 
+def expand_views(patterns: tuple[str, ...], task: Task) -> list[str]:
+    """Concrete view names for patterns such as ``clean``, ``corrupt:*``, ``ood:*``."""
+    out: list[str] = []
+    for pattern in patterns:
+        if pattern == "corrupt:*":
+            out += corruption_views(task.modality)
+        elif pattern == "ood:*":
+            out += [f"ood:{k}" for k in OOD_KINDS if k != "holdout" or task.ood is not None]
+        else:
+            out.append(pattern)
+    return list(dict.fromkeys(out))
+
+
 def apply_view(task: Task, split: str, name: str, *, seed: int = 0) -> Split:
     """``task``'s ``split`` seen through view ``name``; the same seed gives the same data."""
     data = task.split(split)

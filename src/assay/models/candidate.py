@@ -99,7 +99,7 @@ class Candidate:
         return p.device if p is not None else torch.device("cpu")
 
     def to(self, device: str | torch.device) -> Candidate:
-        if not self.provenance.transforms:  # quantized kernels are CPU-only
+        if not self.provenance.transforms and self.device != torch.device(device):  # quantized kernels are CPU-only
             self.model.to(device)
         return self
 
