@@ -61,28 +61,32 @@ def fpr_at_tpr(id_scores: np.ndarray, ood_scores: np.ndarray, tpr: float = 0.95)
     return (ood_scores >= np.expand_dims(threshold, -1)).mean(-1)
 
 
-def bootstrap_auroc_fpr(id_scores: np.ndarray, ood_scores: np.ndarray, n_boot: int, rng: np.random.Generator, tpr: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_auroc_fpr(
+    id_scores: np.ndarray, ood_scores: np.ndarray, n_boot: int, rng: np.random.Generator, tpr: float = 0.95, chunk_elements: int = 2_000_000
+) -> tuple[np.ndarray, np.ndarray]:
     """AUROC and FPR@TPR for ``n_boot`` stratified resamples, from counts per distinct score.
 
     Scores are ranked once; each resample is then a histogram over the ranks
     (one ``bincount``), so no resample is sorted. Equal to ``auroc`` and
-    ``fpr_at_tpr`` on each resample.
+    ``fpr_at_tpr`` on each resample. Resamples go in chunks so memory stays
+    bounded as the splits grow.
     """
     values, codes = np.unique(np.concatenate([id_scores, ood_scores]), return_inverse=True)
     u, n1, n0 = len(values), len(id_scores), len(ood_scores)
     cid, cood = codes[:n1], codes[n1:]
-
-    def histogram(codes: np.ndarray, n: int) -> np.ndarray:
-        picks = codes[rng.integers(0, n, (n_boot, n))] + (np.arange(n_boot) * u)[:, None]
-        return np.bincount(picks.ravel(), minlength=n_boot * u).reshape(n_boot, u)
-
-    h_id, h_ood = histogram(cid, n1), histogram(cood, n0)
-    below = np.cumsum(h_ood, axis=1) - h_ood  # OOD examples strictly below each distinct score
-    auc = (h_id * (below + 0.5 * h_ood)).sum(1) / (n1 * n0)
     k = int(np.floor((1 - tpr) * (n1 - 1)))  # position of the 'lower' quantile, as np.quantile
-    first = np.argmax(np.cumsum(h_id, axis=1) > k, axis=1)  # rank of the threshold
-    accepted = h_ood.sum(1) - np.take_along_axis(np.cumsum(h_ood, axis=1) - h_ood, first[:, None], 1)[:, 0]
-    return auc, accepted / n0
+    per_chunk = max(1, chunk_elements // max(u, n1, n0))
+    aucs, fprs = [], []
+    for start in range(0, n_boot, per_chunk):
+        b = min(per_chunk, n_boot - start)
+        offsets = (np.arange(b) * u)[:, None]
+        h_id = np.bincount((cid[rng.integers(0, n1, (b, n1))] + offsets).ravel(), minlength=b * u).reshape(b, u)
+        h_ood = np.bincount((cood[rng.integers(0, n0, (b, n0))] + offsets).ravel(), minlength=b * u).reshape(b, u)
+        below = np.cumsum(h_ood, axis=1) - h_ood  # OOD examples strictly below each distinct score
+        aucs.append((h_id * (below + 0.5 * h_ood)).sum(1) / (n1 * n0))
+        first = np.argmax(np.cumsum(h_id, axis=1) > k, axis=1)  # rank of the threshold
+        fprs.append((n0 - np.take_along_axis(below, first[:, None], 1)[:, 0]) / n0)
+    return np.concatenate(aucs), np.concatenate(fprs)
 
 
 def logit_scores(logits: np.ndarray) -> dict[str, np.ndarray]:
@@ -111,11 +115,12 @@ class EmbeddingScorer:
         d2 = (ep * e).sum(1)[:, None] - 2 * ep @ self.means.T + (mp * self.means).sum(1)[None]  # (N, K)
         return -d2.min(1)
 
-    def knn(self, e: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    def knn(self, e: np.ndarray, chunk_elements: int = 4_000_000) -> np.ndarray:
         q = e.astype(np.float64)
         q = q / (np.linalg.norm(q, axis=1, keepdims=True) + 1e-12)
         out = []
-        for i in range(0, len(q), chunk):  # bounded memory: (chunk, n_train) at a time
+        chunk = max(1, chunk_elements // len(self.bank))
+        for i in range(0, len(q), chunk):  # bounded memory: (chunk, n_train) distances at a time
             dist = np.sqrt(np.maximum(2 - 2 * q[i : i + chunk] @ self.bank.T, 0))
             out.append(-np.partition(dist, self.k - 1, axis=1)[:, self.k - 1])
         return np.concatenate(out)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..checks.base import Evidence
+from ..checks.base import SKIPPED, Evidence
 from ..select import Decision
 
 # After the policy's own metrics, the summary shows these when measured.
@@ -68,7 +68,7 @@ class ReportData:
         clean measurement exists.
         """
         out: dict[str, dict[str, Evidence]] = {}
-        for e in self.evidence:
+        for e in self.measured():
             if e.split != "test":
                 continue
             row = out.setdefault(e.candidate, {})
@@ -89,10 +89,20 @@ class ReportData:
         except (tomllib.TOMLDecodeError, TypeError):
             return ""
 
+    def measured(self) -> list[Evidence]:
+        """Evidence records that hold a measurement (not a note that a check was skipped)."""
+        return [e for e in self.evidence if e.metric != SKIPPED]
+
+    def skipped(self) -> list[Evidence]:
+        """Records saying a check did not apply to a candidate; ``details["reason"]`` says why."""
+        return [e for e in self.evidence if e.metric == SKIPPED]
+
     def views(self) -> list[str]:
-        return list(dict.fromkeys(e.view for e in self.evidence))
+        """Views something was measured on, in first-seen order."""
+        return list(dict.fromkeys(e.view for e in self.measured()))
 
     def checks(self) -> list[str]:
+        """Every check that left a record, measured or skipped."""
         return list(dict.fromkeys(e.check for e in self.evidence))
 
 

@@ -9,6 +9,7 @@ offline, needs no JavaScript, and can be mailed or attached to a ticket.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,8 @@ from .data import (
     fmt_time,
     gate_status,
     objectives,
-    policy_metrics,
 )
-from .plots import TITLES, PlotStyle, Rendered, render
+from .plots import PlotStyle, render
 from .run_plots import render_pareto, render_training_curves
 
 _TEMPLATES = Path(__file__).parent / "templates"
@@ -90,13 +90,15 @@ def _verdict(data: ReportData) -> dict[str, Any]:
 
 def _summary(data: ReportData, names: Sequence[str], headline: Mapping[str, Mapping[str, Evidence]]) -> dict[str, Any]:
     metrics = data.key_metrics()
-    gated = set(policy_metrics(data.decision)) - {m for m, _ in objectives(data.decision)}
+    gates = data.decision.gates if data.decision else ()
+    goals = dict(objectives(data.decision))
     first = {m: next((row[m] for row in headline.values() if m in row), None) for m in metrics}
-    columns = [{"metric": m, "arrow": _arrow(first[m].higher_is_better if first[m] else None), "gated": m in gated} for m in metrics]
+    columns = [{"metric": m, "arrow": _arrow(first[m].higher_is_better if first[m] else None),
+                "policy": _policy_note(m, gates, goals)} for m in metrics]
     # Parameter counts live in every candidate's provenance even when the efficiency check did not run.
     extra_params = "parameters" not in metrics and any("parameters" in data.candidate(n) for n in names)
     if extra_params:
-        columns.append({"metric": "parameters", "arrow": "", "gated": False})
+        columns.append({"metric": "parameters", "arrow": "", "policy": ""})
     failures = failed_gates(data.decision)
     rows = []
     for n in names:
@@ -106,6 +108,14 @@ def _summary(data: ReportData, names: Sequence[str], headline: Mapping[str, Mapp
             cells.append({"value": fmt_number(data.candidate(n).get("parameters")), "interval": "", "mark": None})
         rows.append({"name": n, "chosen": n == data.chosen, "cells": cells, "status": _status(data, n, failures)})
     return {"columns": columns, "rows": rows}
+
+
+def _policy_note(metric: str, gates: Sequence[str], goals: Mapping[str, bool]) -> str:
+    """``"gate ≥ 0.95 · maximise"``: what the policy asks of this metric."""
+    notes = ["gate " + g.partition(" ")[2].replace(">=", "≥").replace("<=", "≤") for g in gates if g.split()[0] == metric]
+    if metric in goals:
+        notes.append("maximise" if goals[metric] else "minimise")
+    return " · ".join(notes)
 
 
 def _status(data: ReportData, name: str, failures: Mapping[str, list[str]]) -> dict[str, str]:
@@ -125,9 +135,9 @@ def _status(data: ReportData, name: str, failures: Mapping[str, list[str]]) -> d
 
 def _task(task: Mapping[str, Any]) -> dict[str, Any]:
     classes = [str(c) for c in task.get("classes", [])]
-    counts = task.get("class_counts", {}) or {}
+    counts = _split_order(task.get("class_counts") or {})
     splits = list(counts)
-    sizes = task.get("sizes", {}) or {}
+    sizes = _split_order(task.get("sizes") or {})
     facts = [("Task", task.get("name", "")), ("Modality", task.get("modality", "")),
              ("Input shape", " × ".join(map(str, task.get("input_shape", []))) or "n/a"),
              ("Classes", f"{len(classes)}: {', '.join(classes[:30])}{' …' if len(classes) > 30 else ''}"),
@@ -137,9 +147,15 @@ def _task(task: Mapping[str, Any]) -> dict[str, Any]:
     if task.get("metadata"):
         facts.append(("Metadata columns", ", ".join(map(str, task["metadata"]))))
     facts += [(str(k).capitalize(), _plain(v)) for k, v in task.items() if k not in _TASK_SHOWN]
-    rows = [{"name": c, "counts": [counts[s][i] if i < len(counts[s]) else 0 for s in splits]} for i, c in enumerate(classes)]
-    totals = [sum(counts[s]) for s in splits]
+    rows = [{"name": c, "counts": [fmt_number(counts[s][i] if i < len(counts[s]) else 0) for s in splits]} for i, c in enumerate(classes)]
+    totals = [fmt_number(sum(counts[s])) for s in splits]
     return {"description": task.get("description", ""), "facts": facts, "splits": splits, "rows": rows, "totals": totals}
+
+
+def _split_order(by_split: Mapping[str, Any]) -> dict[str, Any]:
+    # The store sorts keys; people read train, val, test, pool.
+    rank = {"train": 0, "val": 1, "test": 2, "pool": 3}
+    return dict(sorted(by_split.items(), key=lambda kv: (rank.get(kv[0], 9), kv[0])))
 
 
 def _plain(value: Any) -> str:
@@ -171,7 +187,8 @@ def _provenance(c: Mapping[str, Any], chosen: bool) -> dict[str, Any]:
 
 
 def _check_section(data: ReportData, check: str, names: Sequence[str], style: PlotStyle) -> dict[str, Any]:
-    records = [e for e in data.evidence if e.check == check]
+    records = [e for e in data.measured() if e.check == check]
+    skipped = [f"{e.candidate}: {e.details.get('reason', 'no reason recorded')}" for e in data.skipped() if e.check == check]
     keys = list(dict.fromkeys((e.metric, e.split, e.view) for e in records))
     by_key = {(e.candidate, e.metric, e.split, e.view): e for e in records}
     columns = [{"metric": m, "where": "" if (s, v) == ("test", "clean") else f"{v} · {s}",
@@ -188,9 +205,9 @@ def _check_section(data: ReportData, check: str, names: Sequence[str], style: Pl
         group.sort(key=lambda e: names.index(e.candidate) if e.candidate in names else len(names))
         drawn = render(fig, group, style)
         if (split, view) != ("test", "clean"):
-            drawn = Rendered(**{**drawn.__dict__, "title": f"{drawn.title} ({view}, {split})"})
+            drawn = replace(drawn, title=f"{drawn.title} ({view}, {split})")
         figures.append(drawn)
-    return {"name": check, "columns": columns, "rows": rows, "figures": figures}
+    return {"name": check, "columns": columns, "rows": rows, "figures": figures, "skipped": skipped}
 
 
 def _decision(data: ReportData, names: Sequence[str]) -> dict[str, Any] | None:
@@ -206,5 +223,4 @@ def _decision(data: ReportData, names: Sequence[str]) -> dict[str, Any] | None:
             cells.append({"value": "–" if r is None else ("not measured" if r.value is None else fmt_number(r.value)),
                           "passed": None if r is None else r.passed})
         rows.append({"name": n, "chosen": n == d.chosen, "cells": cells, "passed": n in d.passed, "front": n in d.pareto})
-    return {"gates": list(d.gates), "objectives": list(d.objectives), "rows": rows, "reason": d.reason,
-            "pareto_note": TITLES["pareto"][1]}
+    return {"gates": list(d.gates), "objectives": list(d.objectives), "rows": rows, "reason": d.reason}

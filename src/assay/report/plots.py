@@ -141,9 +141,9 @@ def _legend_above(ax: Any, n: int) -> None:
 @register_figure(
     "reliability_diagram",
     "Reliability diagram",
-    "Accuracy against mean confidence in each equal-width confidence bin: on the dashed diagonal, a "
-    "confidence of 0.9 is right 90% of the time. The axes are zoomed to the occupied bins. Below: test "
-    "examples per bin (log scale).",
+    "Accuracy against mean confidence in each equal-width confidence bin (marker area grows with the "
+    "bin's count): on the dashed diagonal, a confidence of 0.9 is right 90% of the time. The axes are zoomed "
+    "to the occupied bins. Below: test examples per bin (log scale).",
 )
 def reliability_diagram(records: list[Evidence], style: PlotStyle | None = None) -> Figure:
     from matplotlib.figure import Figure
@@ -156,12 +156,16 @@ def reliability_diagram(records: list[Evidence], style: PlotStyle | None = None)
     occupied = [b for e in records for b in e.details.get("bins", []) if b.get("count")]
     lo = math.floor(min((b["lo"] for b in occupied), default=0.0) * 10) / 10
     lowest = min([lo] + [b["accuracy"] for b in occupied if b.get("accuracy") is not None])
+    biggest = max((b["count"] for b in occupied), default=1)
     ax.plot([0, 1], [0, 1], ls=(0, (4, 3)), color="#8c959f", lw=1, label="perfectly calibrated")
     for i, e in enumerate(records):
         color, bins = style.color(e.candidate), e.details.get("bins", [])
         used = [b for b in bins if b.get("count") and b.get("accuracy") is not None]
-        ax.plot([b["confidence"] for b in used], [b["accuracy"] for b in used], marker="o", ms=4, lw=1.6,
-                color=color, label=f"{e.candidate}  ECE {e.interval_text()}")
+        # Marker area grows with the bin's count: a bin of one example should not look like evidence.
+        x, y = [b["confidence"] for b in used], [b["accuracy"] for b in used]
+        ax.plot(x, y, lw=1.0, color=color, alpha=0.4)
+        ax.scatter(x, y, s=[16 + 70 * math.sqrt(b["count"] / biggest) for b in used], color=color, zorder=3,
+                   edgecolors="white", linewidths=0.6, label=f"{e.candidate}  ECE {e.interval_text()}")
         width = [(b["hi"] - b["lo"]) / len(records) for b in bins]
         counts.bar([b["lo"] + i * w for b, w in zip(bins, width)], [b.get("count") or 0 for b in bins],
                    width=width, align="edge", color=color, alpha=0.65, lw=0)
@@ -201,7 +205,7 @@ def per_class_recall(records: list[Evidence], style: PlotStyle | None = None) ->
         above = [max(0.0, (pc.get("high") if pc.get("high") is not None else pc["recall"]) - pc["recall"]) for pc in rows]
         lows += [a - b for a, b in zip(y, below)]
         worst = e.details.get("worst_class")
-        label = e.candidate + (f"  (worst: class {worst}, {e.value:.3f})" if worst is not None else "")
+        label = e.candidate + (f"  (worst: class {worst}, {e.value:.3f})" if worst is not None and e.value < 1 else "")
         ax.errorbar(x, y, yerr=[below, above], fmt="o", ms=4, capsize=2, elinewidth=1, color=style.color(e.candidate), label=label)
     long_names = k > 20 or max((len(c) for c in classes), default=0) > 3
     ax.set_xticks(range(k), classes, rotation=45 if long_names else 0, ha="right" if long_names else "center")
@@ -278,11 +282,20 @@ def latency(records: list[Evidence], style: PlotStyle | None = None) -> Figure:
     rng = np.random.default_rng(0)  # fixed jitter: rebuilding the report redraws the same picture
     for i, (s, color) in enumerate(zip(samples, colors)):
         ax.scatter(i + rng.uniform(-0.18, 0.18, s.size), s, s=8, color=color, alpha=0.5, lw=0, zorder=3)
-    ax.set_xticks(range(n), [f"{e.candidate}\np50 {e.value:.3g} ms" for e in records])
+    ax.set_xticks(range(n), [f"{e.candidate}\np50 {e.interval_text().partition(' [')[0]} ms" for e in records])
     ax.grid(axis="x", visible=False)
     everything = np.concatenate([s for s in samples if s.size] or [np.ones(1)])
     if everything.min() > 0 and everything.max() / everything.min() > 20:
         ax.set_yscale("log")
+    else:
+        # From zero, so a 2x difference looks like one; a few stray calls (a context switch) must
+        # not squash the boxes, so the axis stops above the 99th percentiles and says what it hides.
+        top = max((np.percentile(s, 99) for s in samples if s.size), default=1.0) * 1.15
+        hidden = int((everything > top).sum())
+        ax.set_ylim(0, top if hidden else None)
+        if hidden:
+            ax.text(1.0, 1.0, f"{hidden} slower call{'s' if hidden > 1 else ''} above the axis", transform=ax.transAxes,
+                    ha="right", va="bottom", fontsize=8, color="#57606a")
     ax.set_ylabel("milliseconds per call")
     where = {f"{e.details.get('device', '?')}, {e.details.get('threads', '?')} threads" for e in records if "device" in e.details}
     if len(where) == 1:

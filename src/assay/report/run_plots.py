@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..checks.base import Evidence
 from ..select import Decision
-from .data import objectives
+from .data import objectives, ordered
 from .plots import TITLES, PlotStyle, Rendered, draw
 
 if TYPE_CHECKING:
@@ -90,26 +90,17 @@ def pareto(decision: Decision | None, headline: Mapping[str, Mapping[str, Eviden
     if len(front) > 1:
         ax.plot([points[n][0].value for n in front], [points[n][1].value for n in front], color="#57606a", lw=1, ls=(0, (4, 3)), zorder=1)
     xs = [p[0].value for p in points.values()]
-    ys = [p[1].value for p in points.values()]
-    span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
-    placed: list[tuple[float, float]] = []
     for name, (ex, ey) in points.items():
-        passed = name in decision.passed
-        color = style.color(name) if passed else "#afb8c1"
+        color = style.color(name) if name in decision.passed else "#afb8c1"
         ax.errorbar(ex.value, ey.value, xerr=_err(ex), yerr=_err(ey), fmt="o", ms=7, color=color, capsize=2, elinewidth=1,
                     mfc=color if name in front else "white", mew=1.5, zorder=3)
         if name == decision.chosen:
             ax.scatter([ex.value], [ey.value], s=330, facecolors="none", edgecolors="#24292f", linewidths=1.3, zorder=4)
-        # Stack labels of near-identical points instead of printing them on top of each other.
-        here = ((ex.value - min(xs)) / span_x, (ey.value - min(ys)) / span_y)
-        crowd = sum(abs(here[0] - a) < 0.12 and abs(here[1] - b) < 0.08 for a, b in placed)
-        placed.append(here)
-        ax.annotate(name + ("  (chosen)" if name == decision.chosen else ""), (ex.value, ey.value), xytext=(9, 6 - 12 * crowd),
-                    textcoords="offset points", fontsize=8.5, color="#24292f" if passed else "#8c959f",
-                    fontweight="bold" if name == decision.chosen else "normal")
     if min(xs) > 0 and max(xs) / min(xs) > 20:
         ax.set_xscale("log")
     ax.margins(x=0.25, y=0.2)
+    ax.autoscale_view()  # fix the limits now, so label positions measured below stay true
+    _label(fig, ax, {n: (ex.value, ey.value) for n, (ex, ey) in points.items()}, decision)
     ax.set_xlabel(f"{x_metric}  ({'higher' if x_up else 'lower'} is better)")
     ax.set_ylabel(f"{y_metric}  ({'higher' if y_up else 'lower'} is better)")
     marker = {"marker": "o", "ls": "", "ms": 6, "mew": 1.5}
@@ -118,6 +109,29 @@ def pareto(decision: Decision | None, headline: Mapping[str, Mapping[str, Eviden
                        Line2D([], [], color="#afb8c1", mfc="#afb8c1", label="fails a gate", **marker)],
               loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=3, handletextpad=0.3)
     return fig
+
+
+def _label(fig: Figure, ax: Any, where: Mapping[str, tuple[float, float]], decision: Decision) -> None:
+    """Name each point, trying a few spots around it so no two labels overlap."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    spots = [((9, 5), "left"), ((9, -13), "left"), ((-9, 5), "right"), ((-9, -13), "right"), ((9, 17), "left"), ((9, -25), "left")]
+    taken = []
+    for name in ordered(list(where), decision.chosen):  # the chosen one gets the first pick of spots
+        xy, chosen = where[name], name == decision.chosen
+        for offset, align in spots:
+            text = ax.annotate(name + ("  (chosen)" if chosen else ""), xy, xytext=offset, textcoords="offset points", ha=align,
+                               fontsize=8.5, color="#24292f" if name in decision.passed else "#8c959f",
+                               fontweight="bold" if chosen else "normal")
+            box = text.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in taken):
+                break
+            text.remove()
+        else:  # every spot is taken: keep the first, overlapping, rather than lose the name
+            text = ax.annotate(name, xy, xytext=spots[0][0], textcoords="offset points", fontsize=8.5)
+            box = text.get_window_extent(renderer)
+        taken.append(box)
 
 
 def _err(e: Evidence) -> list[list[float]] | None:
