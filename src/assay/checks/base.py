@@ -64,19 +64,19 @@ class Evidence:
         return cls(**{**data, "figures": tuple(data.get("figures", ()))})
 
     def interval_text(self, digits: int = 3) -> str:
-        """``0.981 [0.967, 0.993]`` or just the value."""
+        """``0.981 [0.967, 0.993]`` or just the value (bounds without thousands commas, so the comma separates them)."""
         text = _fmt(self.value, digits)
         if self.low is not None and self.high is not None:
-            text += f" [{_fmt(self.low, digits)}, {_fmt(self.high, digits)}]"
+            text += f" [{_fmt(self.low, digits, commas=False)}, {_fmt(self.high, digits, commas=False)}]"
         return text
 
 
-def _fmt(x: float, digits: int) -> str:
+def _fmt(x: float, digits: int, commas: bool = True) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    return f"{x:.{digits}g}" if abs(x) < 0.001 else f"{x:.{digits}f}"
+    if abs(x) >= 1000 or (float(x).is_integer() and abs(x) >= 2):
+        return f"{x:,.0f}" if commas else f"{x:.0f}"
+    return f"{x:.{digits}g}" if 0 < abs(x) < 0.001 else f"{x:.{digits}f}"
 
 
 @dataclass

@@ -24,6 +24,7 @@ from .data import (
     gate_status,
     objectives,
 )
+from . import battery_plots  # noqa: F401  (registers the battery's figures)
 from .plots import PlotStyle, render
 from .run_plots import render_pareto, render_training_curves
 
