@@ -25,6 +25,7 @@ from .data import (
     objectives,
 )
 from . import battery_plots  # noqa: F401  (registers the battery's figures)
+from .findings import worst_findings
 from .plots import PlotStyle, render
 from .run_plots import render_pareto, render_training_curves
 
@@ -57,6 +58,7 @@ def build_context(data: ReportData) -> dict[str, Any]:
         "created": fmt_time(data.created),
         "verdict": _verdict(data),
         "summary": _summary(data, names, headline),
+        "findings": worst_findings(data.measured(), names),
         "task": _task(data.task),
         "candidates": [_provenance(data.candidate(n), n == data.chosen) for n in names],
         "training_figure": render_training_curves(data.candidates, style),
@@ -126,7 +128,7 @@ def _status(data: ReportData, name: str, failures: Mapping[str, list[str]]) -> d
     if name == d.chosen:
         return {"kind": "chosen", "text": "chosen"}
     if name in failures:
-        return {"kind": "fail", "text": "fails " + "; ".join(failures[name])}
+        return {"kind": "fail", "text": "fails " + ", ".join(dict.fromkeys(g.split()[0] for g in failures[name])), "detail": "; ".join(failures[name])}
     if name in d.pareto:
         return {"kind": "front", "text": "on the Pareto front"}
     if name in d.passed:
