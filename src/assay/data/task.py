@@ -107,6 +107,7 @@ class Task:
     pool: Split | None = None
     ood: Split | None = None
     description: str = ""
+    pipeline: Any = None  # how raw rows become features (tabular), for serving new data
     info: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -206,5 +207,6 @@ class Task:
             pool=self.pool,
             ood=Split(ood.x, np.full(len(ood), -1), ood.groups, ood.meta),
             description=self.description,
+            pipeline=self.pipeline,
             info={**self.info, "holdout_classes": names},
         )
