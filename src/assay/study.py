@@ -12,6 +12,7 @@ predictions already on disk are read back.
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import time
 from collections.abc import Callable, Mapping
@@ -42,6 +43,7 @@ def load_task(table: Mapping[str, Any], *, base_dir: Path, seed: int, where: str
 
     table = dict(table)
     holdout = table.pop("holdout_classes", None)
+    ood_table = table.pop("ood", None)
     if "builtin" in table:
         options = {k: v for k, v in table.items() if k != "builtin"}
         try:
@@ -56,7 +58,25 @@ def load_task(table: Mapping[str, Any], *, base_dir: Path, seed: int, where: str
         if not isinstance(holdout, list) or not holdout:
             raise SpecError(f"{where}: holdout_classes must be a non-empty list of class names, e.g. [\"8\", \"9\"]")
         task = task.without_classes(holdout)
+    if ood_table is not None:
+        task = _with_user_ood(task, ood_table, base_dir=base_dir, seed=seed, where=f"{where} ood")
     return task
+
+
+def _with_user_ood(task: Task, table: Any, *, base_dir: Path, seed: int, where: str) -> Task:
+    """Every example of another data set (all its splits) as the task's named OOD set."""
+    import numpy as np
+
+    from .data.task import Split
+    from .errors import DataError
+
+    if not isinstance(table, dict):
+        raise SpecError(f"{where}: must be a table, e.g. ood = {{ path = \"other_images\" }} or {{ builtin = \"digits\" }}")
+    other = load_task(table, base_dir=base_dir, seed=seed, where=where)
+    x = np.concatenate([s.x for _, s in other.labelled_splits()])
+    if other.modality != task.modality or tuple(x.shape[1:]) != tuple(task.train.x.shape[1:]):
+        raise DataError(f"{where}: its inputs are {other.modality} {tuple(x.shape[1:])}, the task's are {task.modality} {tuple(task.train.x.shape[1:])}; give OOD data of the same kind and shape")
+    return dataclasses.replace(task, ood_user=Split(x, np.full(len(x), -1)), info={**task.info, "ood set": other.info.get("source", other.name)})
 
 
 @dataclass(frozen=True)

@@ -51,3 +51,24 @@ def test_ood_on_held_out_digits(tmp_path):
     assert set(table) == set(SCORES)
     assert all(table[s]["auroc"] > 0.6 for s in SCORES), table
     assert evidence["far_ood_auroc"].details["sets"] == ["noise", "inverted"]
+
+
+def test_a_user_named_ood_set(tmp_path, mlp, digits):
+    """[task] ood = { path = ... }: every example of that data becomes the 'user' OOD set."""
+    from pathlib import Path
+
+    from assay.checks.base import CheckContext
+    from assay.checks.ood import OOD
+    from assay.checks.predictions import PredictionCache
+    from assay.errors import DataError
+    from assay.study import load_task
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "letters.npz", x=rng.random((60, 1, 8, 8)).round(1).astype(np.float32), y=np.arange(60) % 2)
+    task = load_task({"builtin": "digits", "ood": {"path": "letters.npz"}}, base_dir=tmp_path, seed=0)
+    assert len(task.ood_user) == 60 and task.digest() != digits.digest()
+    evidence = {e.metric: e for e in OOD().run(mlp, CheckContext(task=task, predictions=PredictionCache(None), n_boot=100))}
+    assert evidence["user_ood_auroc"].details["sets"] == ["user"]
+    np.savez(tmp_path / "table.npz", x=rng.random((60, 5)), y=np.arange(60) % 2)
+    with pytest.raises(DataError, match="same kind and shape"):
+        load_task({"builtin": "digits", "ood": {"path": "table.npz"}}, base_dir=Path(tmp_path), seed=0)

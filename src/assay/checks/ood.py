@@ -11,7 +11,8 @@ Scores (higher = more in-distribution):
 Metrics, in-distribution test examples against each OOD set: AUROC, AUPR
 with OOD as the positive class, and FPR at 95% TPR (the share of OOD inputs
 accepted when 95% of in-distribution inputs are). OOD sets: ``holdout``
-(near: classes held out of training), ``noise`` and ``inverted`` (far).
+(near: classes held out of training), ``noise`` and ``inverted`` (far), and
+``user``: any data set the study names in ``[task] ood = {...}``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .base import Check, CheckContext, Evidence, register_check
 from .stats import percentile_interval
 
 SCORES = ("msp", "max_logit", "energy", "mahalanobis", "knn")
-NEAR, FAR = ("holdout",), ("noise", "inverted")
+NEAR, FAR, USER = ("holdout",), ("noise", "inverted"), ("user",)
 
 
 def auroc(id_scores: np.ndarray, ood_scores: np.ndarray) -> np.ndarray:
@@ -131,17 +132,18 @@ class OOD(Check):
     """Separating in-distribution inputs from held-out classes and synthetic junk."""
 
     name = "ood"
-    metrics = {"near_ood_auroc": True, "far_ood_auroc": True, "near_ood_fpr95": False, "far_ood_fpr95": False}
+    metrics = {"near_ood_auroc": True, "far_ood_auroc": True, "user_ood_auroc": True,
+               "near_ood_fpr95": False, "far_ood_fpr95": False, "user_ood_fpr95": False}
     needs = ("logits", "embeddings")
     views = ("clean", "ood:*")
     splits = ("train", "test")
 
-    def __init__(self, *, score: str = "energy", k: int = 50, sets: list[str] | tuple[str, ...] = (*NEAR, *FAR)) -> None:
+    def __init__(self, *, score: str = "energy", k: int = 50, sets: list[str] | tuple[str, ...] = (*NEAR, *FAR, *USER)) -> None:
         if score not in SCORES:
             raise ValueError(f"unknown score '{score}'; available: {', '.join(SCORES)}")
-        unknown = [s for s in sets if s not in (*NEAR, *FAR)]
+        unknown = [s for s in sets if s not in (*NEAR, *FAR, *USER)]
         if unknown or k < 1:
-            raise ValueError(f"sets must be among {', '.join((*NEAR, *FAR))} and k >= 1")
+            raise ValueError(f"sets must be among {', '.join((*NEAR, *FAR, *USER))} and k >= 1")
         self.score, self.k, self.sets = score, k, tuple(sets)
 
     def _scores(self, candidate, context: CheckContext, scorer: EmbeddingScorer, split: str, view: str) -> dict[str, np.ndarray]:
@@ -149,7 +151,8 @@ class OOD(Check):
         return {**logit_scores(p.logits), "mahalanobis": scorer.mahalanobis(p.embeddings), "knn": scorer.knn(p.embeddings)}
 
     def run(self, candidate, context: CheckContext) -> list[Evidence]:
-        sets = [s for s in self.sets if s != "holdout" or context.task.ood is not None]
+        task = context.task
+        sets = [s for s in self.sets if (s != "holdout" or task.ood is not None) and (s != "user" or task.ood_user is not None)]
         train = context.predict(candidate, split="train", embeddings=True)
         scorer = EmbeddingScorer(train.embeddings, train.labels, self.k)
         ind = self._scores(candidate, context, scorer, "test", "clean")
@@ -161,7 +164,8 @@ class OOD(Check):
             # Stratified bootstrap: resample ID and OOD examples separately.
             primary[name] = bootstrap_auroc_fpr(ind[self.score], out[self.score], context.n_boot, rng)
         evidence = []
-        for group, members in (("near", [s for s in sets if s in NEAR]), ("far", [s for s in sets if s in FAR])):
+        for group, kinds in (("near", NEAR), ("far", FAR), ("user", USER)):
+            members = [s for s in sets if s in kinds]
             if not members:
                 continue
             au = np.mean([primary[m][0] for m in members], axis=0)

@@ -106,6 +106,7 @@ class Task:
     test: Split
     pool: Split | None = None
     ood: Split | None = None
+    ood_user: Split | None = None  # an OOD set the user names (any other data of the same input shape)
     description: str = ""
     pipeline: Any = None  # how raw rows become features (tabular), for serving new data
     info: Mapping[str, Any] = field(default_factory=dict)
@@ -137,7 +138,7 @@ class Task:
 
     def split(self, name: str) -> Split:
         """The split called ``name`` (``train``, ``val``, ``test`` or ``pool``)."""
-        found = getattr(self, name, None) if name in ("train", "val", "test", "pool", "ood") else None
+        found = getattr(self, name, None) if name in ("train", "val", "test", "pool", "ood", "ood_user") else None
         if found is None:
             raise DataError(f"task '{self.name}': no split '{name}'; use train, val or test (ood needs holdout_classes)")
         return found
@@ -153,7 +154,7 @@ class Task:
 
     def _compute_digest(self) -> str:
         h = hashlib.sha256(f"{self.name}|{self.modality}|{'|'.join(self.class_names)}".encode())
-        for _, split in (*self.labelled_splits(), ("pool", self.pool), ("ood", self.ood)):
+        for _, split in (*self.labelled_splits(), ("pool", self.pool), ("ood", self.ood), ("ood_user", self.ood_user)):
             h.update(split.digest().encode() if split is not None else b"-")
         return h.hexdigest()
 
@@ -170,7 +171,8 @@ class Task:
             "input_shape": list(self.input_shape),
             "sizes": {name: len(split) for name, split in self.labelled_splits()}
             | ({"pool": len(self.pool)} if self.pool is not None else {})
-            | ({"ood": len(self.ood)} if self.ood is not None else {}),
+            | ({"ood": len(self.ood)} if self.ood is not None else {})
+            | ({"ood (user)": len(self.ood_user)} if self.ood_user is not None else {}),
             "class_counts": counts,
             "groups": sorted(self.test.groups),
             "metadata": sorted(self.test.meta),
@@ -206,6 +208,7 @@ class Task:
             test=kept(self.test),
             pool=self.pool,
             ood=Split(ood.x, np.full(len(ood), -1), ood.groups, ood.meta),
+            ood_user=self.ood_user,
             description=self.description,
             pipeline=self.pipeline,
             info={**self.info, "holdout_classes": names},

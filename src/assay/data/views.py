@@ -41,7 +41,7 @@ class ViewName:
 
 
 VIEW_FAMILIES = ("clean", "corrupt", "ood")
-OOD_KINDS = ("holdout", "noise", "inverted")
+OOD_KINDS = ("holdout", "noise", "inverted", "user")
 
 
 def view_rng(seed: int, name: str) -> np.random.Generator:
@@ -61,7 +61,7 @@ def expand_views(patterns: tuple[str, ...], task: Task) -> list[str]:
         if pattern == "corrupt:*":
             out += corruption_views(task.modality)
         elif pattern == "ood:*":
-            out += [f"ood:{k}" for k in OOD_KINDS if k != "holdout" or task.ood is not None]
+            out += [f"ood:{k}" for k in OOD_KINDS if (k != "holdout" or task.ood is not None) and (k != "user" or task.ood_user is not None)]
         else:
             out.append(pattern)
     return list(dict.fromkeys(out))
@@ -98,6 +98,10 @@ def _ood(task: Task, data: Split, view: ViewName, rng: np.random.Generator, name
         if task.ood is None:
             raise SpecError(f"view '{name}': the task has no held-out classes; set holdout_classes in [task]")
         return task.ood
+    if view.kind == "user":
+        if task.ood_user is None:
+            raise SpecError(f"view '{name}': the task has no OOD set of yours; set ood = {{ path = \"...\" }} in [task]")
+        return task.ood_user
     x = data.x
     if view.kind == "noise":
         if task.modality == "image":
