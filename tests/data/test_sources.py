@@ -189,3 +189,23 @@ def test_other_modalities_views_are_deterministic(modality, x):
         a, b = apply_view(task, "test", name, seed=1), apply_view(task, "test", name, seed=1)
         assert np.array_equal(a.x, b.x) if modality != "text" else list(a.x) == list(b.x), name
         assert len(a.x) == 30
+
+
+def test_a_lazy_image_folder_gives_the_same_task_and_predictions(tmp_path, mlp):
+    """lazy = true keeps paths, decodes batch by batch, and changes no number."""
+    from assay.checks.predictions import PredictionCache
+    from assay.data.lazy import LazyImages
+
+    root = write_digits(tmp_path / "imgs")
+    eager, lazy = load_image_folder(root), load_image_folder(root, lazy=True)
+    assert isinstance(lazy.test.x, LazyImages) and lazy.input_shape == eager.input_shape
+    np.testing.assert_array_equal(np.asarray(lazy.test.x), eager.test.x)
+    np.testing.assert_array_equal(lazy.test.y, eager.test.y)
+    assert lazy.digest() == load_image_folder(root, lazy=True).digest()
+    # mlp was trained on 8x8 digits; run it over both and compare logits.
+    a = PredictionCache(None, batch_size=7).get(mlp, lazy, split="test").logits
+    b = PredictionCache(None).get(mlp, eager, split="test").logits
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    (root / "c1" / "001.png").write_bytes(b"broken")
+    with pytest.raises(DataError, match="001.png: cannot read image"):
+        load_image_folder(root, lazy=True)

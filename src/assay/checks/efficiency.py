@@ -58,7 +58,7 @@ class Efficiency(Check):
     def run(self, candidate, context: CheckContext) -> list[Evidence]:
         device = context.predictions.device if not candidate.provenance.transforms else torch.device("cpu")
         candidate.to(device)
-        x = torch.as_tensor(context.task.test.x, dtype=torch.float32)
+        x = torch.as_tensor(np.asarray(context.task.test.x[: self.batch_size]), dtype=torch.float32)
         reps = -(-self.batch_size // len(x))
         batch = x.repeat(reps, *([1] * (x.ndim - 1)))[: self.batch_size].to(device)
         one = x[:1].to(device)

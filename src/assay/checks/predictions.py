@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .._io import atomic_path
+from ..data.lazy import batches
 from ..data.task import Task
 from ..data.views import ViewName, apply_view
 from ..models.candidate import Candidate
@@ -109,11 +110,10 @@ class PredictionCache:
 
     def _compute(self, candidate: Candidate, data, split: str, view: str, embeddings: bool) -> Predictions:
         candidate.to(self.device)
-        x = torch.as_tensor(data.x, dtype=torch.float32)
         logits, feats = [], []
         started = time.perf_counter()
-        for i in range(0, len(x), self.batch_size):
-            out, emb = candidate.forward(x[i : i + self.batch_size], embeddings=embeddings)
+        for _, batch in batches(data.x, self.batch_size):  # a lazy dataset is decoded one batch at a time
+            out, emb = candidate.forward(torch.from_numpy(batch), embeddings=embeddings)
             logits.append(out.float().cpu())
             if emb is not None:
                 feats.append(emb.float().cpu())

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, SpecError, did_you_mean, require
+from .lazy import LazyImages
 from .splitting import stratified_split
 from .tabular import TablePipeline
 from .task import Split, Task
@@ -58,6 +59,7 @@ def load_image_folder(
     grayscale: bool | None = None,
     fractions: Fractions = (0.7, 0.15, 0.15),
     seed: int = 0,
+    lazy: bool = False,
 ) -> Task:
     """Images in ``root/<class>/`` (or ``root/{train,val,test}/<class>/``) as a Task.
 
@@ -65,6 +67,7 @@ def load_image_folder(
         size: ``(H, W)`` to resize every image to (bilinear); required when sizes differ.
         grayscale: force one channel (default: grey when every image is).
         fractions: train/val/test shares when the folder has no split sub-folders.
+        lazy: keep file paths, not pixels; evaluation decodes batch by batch.
 
     Raises:
         DataError: missing folder, empty class, unreadable image (named), mixed sizes without ``size``.
@@ -85,34 +88,42 @@ def load_image_folder(
         raise DataError(f"{root}: found {len(classes)} class folder ({', '.join(classes)}); a classifier needs at least two")
 
     files = [(split, c, f) for split, folders in layout.items() for c, fs in folders.items() for f in fs]
-    images = [_read_image(f, None) for _, _, f in files]
-    if grayscale is None:
-        grayscale = all(img.mode in ("L", "1", "I", "I;16", "LA") for img in images)
-    mode = "L" if grayscale else "RGB"
-    sizes = {img.size for img in images}
-    if size is None and len(sizes) > 1:
-        a = next(i for i, img in enumerate(images) if img.size == images[0].size)
-        b = next(i for i, img in enumerate(images) if img.size != images[0].size)
+    # Every file is decoded once now, so a broken one is named before anything trains;
+    # a lazy task keeps only the file list and decodes again batch by batch.
+    images, sizes, grey = [], [], True
+    for _, _, f in files:
+        img = _read_image(f, None)
+        sizes.append(img.size)
+        grey = grey and img.mode in ("L", "1", "I", "I;16", "LA")
+        if not lazy:
+            images.append(img)
+    mode = "L" if (grey if grayscale is None else grayscale) else "RGB"
+    if size is None and len(set(sizes)) > 1:
+        b = next(i for i, s in enumerate(sizes) if s != sizes[0])
         raise DataError(
-            f"{root}: images differ in size ({files[a][2].name} is {images[a].size[0]}x{images[a].size[1]}, "
-            f"{files[b][2].name} is {images[b].size[0]}x{images[b].size[1]}); set size = [H, W] in [task] to resize them all"
+            f"{root}: images differ in size ({files[0][2].name} is {sizes[0][0]}x{sizes[0][1]}, "
+            f"{files[b][2].name} is {sizes[b][0]}x{sizes[b][1]}); set size = [H, W] in [task] to resize them all"
         )
-    from PIL import Image
+    target = (int(size[1]), int(size[0])) if size is not None else sizes[0]  # PIL wants (W, H)
+    if lazy:
+        x = LazyImages([f for _, _, f in files], mode, target)
+    else:
+        from PIL import Image
 
-    target = (int(size[1]), int(size[0])) if size is not None else images[0].size  # PIL wants (W, H)
-    pixels = np.stack([np.asarray(img.convert(mode).resize(target, Image.BILINEAR) if img.size != target else img.convert(mode), dtype=np.float32) for img in images])
-    x = (pixels / 255.0).reshape(len(images), target[1], target[0], -1).transpose(0, 3, 1, 2)  # (N, C, H, W)
+        pixels = np.stack([np.asarray(img.convert(mode).resize(target, Image.BILINEAR) if img.size != target else img.convert(mode), dtype=np.float32) for img in images])
+        x = (pixels / 255.0).reshape(len(images), target[1], target[0], -1).transpose(0, 3, 1, 2)  # (N, C, H, W)
     y = np.array([classes.index(c) for _, c, _ in files], dtype=np.int64)
     split_of = np.array([s for s, _, _ in files])
     parts, rule = _image_splits(split_of, y, fractions, seed, str(root))
+    whole = Split(x, y)
     return Task(
         name=name or root.name,
         modality="image",
         class_names=tuple(classes),
-        **{s: Split(np.ascontiguousarray(x[idx]), y[idx]) for s, idx in parts.items()},
+        **{s: whole.subset(idx) if lazy else Split(np.ascontiguousarray(x[idx]), y[idx]) for s, idx in parts.items()},
         description=f"Images from {root.name}/ ({len(classes)} classes).",
         info={"source": str(root), "split rule": rule, "resize": f"bilinear to {target[1]}x{target[0]}" if size is not None else "none (all one size)",
-              "channels": "grey" if grayscale else "RGB"},
+              "channels": "grey" if mode == "L" else "RGB", "loading": "lazy (decoded batch by batch)" if lazy else "in memory"},
     )
 
 
@@ -302,7 +313,7 @@ def load_npz(
 
 # --- the [task] table ---------------------------------------------------------
 _OPTIONS = {
-    "image_folder": ("name", "size", "grayscale", "fractions"),
+    "image_folder": ("name", "size", "grayscale", "fractions", "lazy"),
     "table": ("label", "groups", "meta", "features", "split_column", "name", "fractions"),
     "npz": ("name", "modality", "class_names", "fractions"),
 }

@@ -27,7 +27,8 @@ class Split:
 
     Attributes:
         x: inputs, ``(N, ...)`` float32 for image/signal/tabular (images are
-            ``(N, C, H, W)``), an object array of strings for text.
+            ``(N, C, H, W)``), an object array of strings for text; or a lazy
+            dataset (``data.lazy.LazyImages``) read batch by batch.
         y: integer class indices ``(N,)``; ``-1`` marks an unlabelled example.
         groups: group attributes for fairness, name -> ``(N,)`` array.
         meta: metadata columns for slices, name -> ``(N,)`` array.
@@ -57,7 +58,7 @@ class Split:
     def subset(self, index: np.ndarray) -> Split:
         """The examples at ``index`` (an integer or boolean array)."""
         return Split(
-            x=self.x[index],
+            x=self.x.take(index) if hasattr(self.x, "take") and not isinstance(self.x, np.ndarray) else self.x[index],
             y=self.y[index],
             groups={k: v[index] for k, v in self.groups.items()},
             meta={k: v[index] for k, v in self.meta.items()},
@@ -73,6 +74,9 @@ class Split:
         h = hashlib.sha256()
         for name, array in (("x", self.x), ("y", self.y), *sorted(self.groups.items()), *sorted(self.meta.items())):
             h.update(name.encode())
+            if hasattr(array, "digest_into"):  # a lazy dataset hashes its files, without decoding them
+                array.digest_into(h)
+                continue
             a = np.asarray(array)
             if a.dtype == object:
                 h.update("\x1f".join(map(str, a.ravel())).encode())

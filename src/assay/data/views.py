@@ -81,11 +81,12 @@ def apply_view(task: Task, split: str, name: str, *, seed: int = 0) -> Split:
             raise SpecError(f"view '{name}': severity must be one of 1-5")
         fn = kinds[view.kind]
         rng = view_rng(seed, f"{split}|{name}")
+        source = np.asarray(data.x)  # corruptions work on whole arrays: a lazy dataset is decoded here
         if view.kind == "missing_values" and "missing_fill" in task.info:
-            x = fn(data.x, int(view.severity), rng, fill=np.asarray(task.info["missing_fill"], dtype=data.x.dtype))
+            x = fn(source, int(view.severity), rng, fill=np.asarray(task.info["missing_fill"], dtype=source.dtype))
         else:
-            x = fn(data.x, int(view.severity), rng)
-        x = x.astype(data.x.dtype) if data.x.dtype != object else x
+            x = fn(source, int(view.severity), rng)
+        x = x.astype(source.dtype) if source.dtype != object else x
         return replace(data, x=x)
     if view.family == "ood":
         return _ood(task, data, view, view_rng(seed, f"{split}|{name}"), name)
@@ -102,7 +103,7 @@ def _ood(task: Task, data: Split, view: ViewName, rng: np.random.Generator, name
         if task.ood_user is None:
             raise SpecError(f"view '{name}': the task has no OOD set of yours; set ood = {{ path = \"...\" }} in [task]")
         return task.ood_user
-    x = data.x
+    x = np.asarray(data.x)
     if view.kind == "noise":
         if task.modality == "image":
             fake = rng.random(x.shape)  # uniform noise images on [0, 1]

@@ -111,9 +111,10 @@ def fit(
 
     loss_fn = loss_fn or _cross_entropy(config.label_smoothing)
     model.to(device)
-    x = torch.as_tensor(train.x, dtype=torch.float32, device=device)
+    # Training holds its splits in memory (a lazy dataset is decoded once here).
+    x = torch.as_tensor(np.asarray(train.x), dtype=torch.float32, device=device)
     y = torch.as_tensor(train.y, dtype=torch.long, device=device)
-    xv = torch.as_tensor(val.x, dtype=torch.float32, device=device)
+    xv = torch.as_tensor(np.asarray(val.x), dtype=torch.float32, device=device)
     yv = torch.as_tensor(val.y, dtype=torch.long, device=device)
     steps_per_epoch = math.ceil(len(x) / config.batch_size)
     total, warmup = config.epochs * steps_per_epoch, config.warmup_epochs * steps_per_epoch
