@@ -102,7 +102,7 @@ def test_histogram_bootstrap_equals_resampling_directly():
 
     rng = np.random.default_rng(1)
     ind, ood = np.round(rng.normal(1, 1, 97), 1), np.round(rng.normal(0, 1, 41), 1)
-    auc, fpr = bootstrap_auroc_fpr(ind, ood, 50, np.random.default_rng(7))
+    auc, fpr = bootstrap_auroc_fpr(ind, {"set": ood}, 50, np.random.default_rng(7))["set"]
     replay = np.random.default_rng(7)
     ia, ib = replay.integers(0, 97, (50, 97)), replay.integers(0, 41, (50, 41))
     assert auc == pytest.approx(auroc(ind[ia], ood[ib]), abs=1e-12)

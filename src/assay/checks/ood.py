@@ -17,6 +17,8 @@ accepted when 95% of in-distribution inputs are). OOD sets: ``holdout``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from scipy.special import logsumexp
 from scipy.stats import rankdata
@@ -63,31 +65,37 @@ def fpr_at_tpr(id_scores: np.ndarray, ood_scores: np.ndarray, tpr: float = 0.95)
 
 
 def bootstrap_auroc_fpr(
-    id_scores: np.ndarray, ood_scores: np.ndarray, n_boot: int, rng: np.random.Generator, tpr: float = 0.95, chunk_elements: int = 2_000_000
-) -> tuple[np.ndarray, np.ndarray]:
-    """AUROC and FPR@TPR for ``n_boot`` stratified resamples, from counts per distinct score.
+    id_scores: np.ndarray, ood_sets: Mapping[str, np.ndarray], n_boot: int, rng: np.random.Generator, tpr: float = 0.95,
+    chunk_elements: int = 2_000_000,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """AUROC and FPR@TPR of each OOD set for ``n_boot`` stratified resamples.
 
     Scores are ranked once; each resample is then a histogram over the ranks
-    (one ``bincount``), so no resample is sorted. Equal to ``auroc`` and
-    ``fpr_at_tpr`` on each resample. Resamples go in chunks so memory stays
-    bounded as the splits grow.
+    (one ``bincount``), so no resample is sorted. The in-distribution
+    resample is shared by every OOD set, so averages over sets are paired.
+    Equal to ``auroc`` and ``fpr_at_tpr`` on each resample; chunked so memory
+    stays bounded as the splits grow.
     """
-    values, codes = np.unique(np.concatenate([id_scores, ood_scores]), return_inverse=True)
-    u, n1, n0 = len(values), len(id_scores), len(ood_scores)
-    cid, cood = codes[:n1], codes[n1:]
+    names = list(ood_sets)
+    values, codes = np.unique(np.concatenate([id_scores, *ood_sets.values()]), return_inverse=True)
+    u, n1 = len(values), len(id_scores)
+    bounds = np.cumsum([n1, *(len(ood_sets[m]) for m in names)])
+    cid, cood = codes[:n1], dict(zip(names, np.split(codes[n1:], bounds[1:-1] - n1)))
     k = int(np.floor((1 - tpr) * (n1 - 1)))  # position of the 'lower' quantile, as np.quantile
-    per_chunk = max(1, chunk_elements // max(u, n1, n0))
-    aucs, fprs = [], []
+    per_chunk = max(1, chunk_elements // max(u, *bounds))
+    out: dict[str, tuple[list, list]] = {m: ([], []) for m in names}
     for start in range(0, n_boot, per_chunk):
         b = min(per_chunk, n_boot - start)
         offsets = (np.arange(b) * u)[:, None]
         h_id = np.bincount((cid[rng.integers(0, n1, (b, n1))] + offsets).ravel(), minlength=b * u).reshape(b, u)
-        h_ood = np.bincount((cood[rng.integers(0, n0, (b, n0))] + offsets).ravel(), minlength=b * u).reshape(b, u)
-        below = np.cumsum(h_ood, axis=1) - h_ood  # OOD examples strictly below each distinct score
-        aucs.append((h_id * (below + 0.5 * h_ood)).sum(1) / (n1 * n0))
         first = np.argmax(np.cumsum(h_id, axis=1) > k, axis=1)  # rank of the threshold
-        fprs.append((n0 - np.take_along_axis(below, first[:, None], 1)[:, 0]) / n0)
-    return np.concatenate(aucs), np.concatenate(fprs)
+        for m in names:
+            n0 = len(cood[m])
+            h_ood = np.bincount((cood[m][rng.integers(0, n0, (b, n0))] + offsets).ravel(), minlength=b * u).reshape(b, u)
+            below = np.cumsum(h_ood, axis=1) - h_ood  # OOD examples strictly below each distinct score
+            out[m][0].append((h_id * (below + 0.5 * h_ood)).sum(1) / (n1 * n0))
+            out[m][1].append((n0 - np.take_along_axis(below, first[:, None], 1)[:, 0]) / n0)
+    return {m: (np.concatenate(a), np.concatenate(f)) for m, (a, f) in out.items()}
 
 
 def logit_scores(logits: np.ndarray) -> dict[str, np.ndarray]:
@@ -156,13 +164,12 @@ class OOD(Check):
         train = context.predict(candidate, split="train", embeddings=True)
         scorer = EmbeddingScorer(train.embeddings, train.labels, self.k)
         ind = self._scores(candidate, context, scorer, "test", "clean")
-        table, primary = {}, {}
-        rng = np.random.default_rng(context.seed)
+        table, outs = {}, {}
         for name in sets:
-            out = self._scores(candidate, context, scorer, "test", f"ood:{name}")
+            out = outs[name] = self._scores(candidate, context, scorer, "test", f"ood:{name}")
             table[name] = {s: {"auroc": float(auroc(ind[s], out[s])), "aupr": aupr_out(ind[s], out[s]), "fpr95": float(fpr_at_tpr(ind[s], out[s]))} for s in SCORES}
-            # Stratified bootstrap: resample ID and OOD examples separately.
-            primary[name] = bootstrap_auroc_fpr(ind[self.score], out[self.score], context.n_boot, rng)
+        # Stratified bootstrap: ID and OOD examples resampled separately.
+        primary = bootstrap_auroc_fpr(ind[self.score], {m: outs[m][self.score] for m in sets}, context.n_boot, np.random.default_rng(context.seed)) if sets else {}
         evidence = []
         for group, kinds in (("near", NEAR), ("far", FAR), ("user", USER)):
             members = [s for s in sets if s in kinds]

@@ -36,8 +36,12 @@ def bootstrap(statistic: Statistic, n: int, *, n_boot: int = 1000, seed: int = 0
 
 def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper percentile bounds along the first axis (NaNs ignored)."""
+    import warnings
+
     tail = (1 - level) / 2 * 100
-    return np.nanpercentile(replicates, tail, axis=0), np.nanpercentile(replicates, 100 - tail, axis=0)
+    with warnings.catch_warnings():  # a column that is NaN in every resample (an absent class) stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanpercentile(replicates, tail, axis=0), np.nanpercentile(replicates, 100 - tail, axis=0)
 
 
 def mean_interval(values: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
