@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 from assay.checks import load_all
 from assay.checks.base import CheckContext, make_check
 from assay.checks.predictions import PredictionCache
+from assay.models.inputs import as_input
 from assay.data.views import apply_view
 from assay.recipes import RecipeContext, make_recipe
 from assay.study import load_task
@@ -57,7 +58,7 @@ def run_battery(task, made, checks, shared: bool) -> tuple[float, PredictionCach
 
 def bare_forward(task, made, keys) -> float:
     """The forward passes in ``keys`` as a plain loop (views materialised beforehand)."""
-    inputs = {(split, view): torch.as_tensor(apply_view(task, split, view).x, dtype=torch.float32) for _, split, view, _ in keys}
+    inputs = {(split, view): as_input(apply_view(task, split, view).x) for _, split, view, _ in keys}
     started = time.perf_counter()
     with torch.inference_mode():
         for name, split, view, embeddings in keys:

@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from threadpoolctl import threadpool_limits
 
+from assay.models.inputs import as_input
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -30,8 +32,8 @@ def bare_forward_seconds(candidates, task, keys, efficiency, device) -> float:
     efficiency check's timed calls."""
     from assay.data.views import apply_view
 
-    inputs = {(split, view): torch.as_tensor(apply_view(task, split, view).x, dtype=torch.float32) for _, split, view, _ in keys}
-    x = torch.as_tensor(task.test.x, dtype=torch.float32)
+    inputs = {(split, view): as_input(apply_view(task, split, view).x) for _, split, view, _ in keys}
+    x = as_input(task.test.x)
     reps = -(-efficiency.batch_size // len(x))
     big = x.repeat(reps, *([1] * (x.ndim - 1)))[: efficiency.batch_size]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

@@ -44,6 +44,7 @@ def load_task(table: Mapping[str, Any], *, base_dir: Path, seed: int, where: str
     table = dict(table)
     holdout = table.pop("holdout_classes", None)
     ood_table = table.pop("ood", None)
+    labels_per_class = table.pop("labels_per_class", None)
     if "builtin" in table:
         options = {k: v for k, v in table.items() if k != "builtin"}
         try:
@@ -60,6 +61,10 @@ def load_task(table: Mapping[str, Any], *, base_dir: Path, seed: int, where: str
         task = task.without_classes(holdout)
     if ood_table is not None:
         task = _with_user_ood(task, ood_table, base_dir=base_dir, seed=seed, where=f"{where} ood")
+    if labels_per_class is not None:
+        if not isinstance(labels_per_class, int) or isinstance(labels_per_class, bool) or labels_per_class < 1:
+            raise SpecError(f"{where}: labels_per_class must be a positive integer, got {labels_per_class!r}")
+        task = task.with_labels_per_class(labels_per_class, seed=seed)
     return task
 
 

@@ -18,6 +18,7 @@ import time
 import numpy as np
 import torch
 
+from ..models.inputs import as_input
 from .base import Check, CheckContext, Evidence, register_check
 from .energy import GRID_G_PER_KWH, co2e_grams, power_model, rapl_joules
 from .stats import bootstrap, percentile_interval
@@ -58,7 +59,7 @@ class Efficiency(Check):
     def run(self, candidate, context: CheckContext) -> list[Evidence]:
         device = context.predictions.device if not candidate.provenance.transforms else torch.device("cpu")
         candidate.to(device)
-        x = torch.as_tensor(np.asarray(context.task.test.x[: self.batch_size]), dtype=torch.float32)
+        x = as_input(context.task.test.x[: self.batch_size])
         reps = -(-self.batch_size // len(x))
         batch = x.repeat(reps, *([1] * (x.ndim - 1)))[: self.batch_size].to(device)
         one = x[:1].to(device)

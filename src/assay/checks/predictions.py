@@ -24,6 +24,7 @@ from ..data.lazy import batches
 from ..data.task import Task
 from ..data.views import ViewName, apply_view
 from ..models.candidate import Candidate
+from ..models.inputs import as_input
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,7 +114,7 @@ class PredictionCache:
         logits, feats = [], []
         started = time.perf_counter()
         for _, batch in batches(data.x, self.batch_size):  # a lazy dataset is decoded one batch at a time
-            out, emb = candidate.forward(torch.from_numpy(batch), embeddings=embeddings)
+            out, emb = candidate.forward(as_input(batch), embeddings=embeddings)
             logits.append(out.float().cpu())
             if emb is not None:
                 feats.append(emb.float().cpu())

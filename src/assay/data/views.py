@@ -81,6 +81,8 @@ def apply_view(task: Task, split: str, name: str, *, seed: int = 0) -> Split:
             raise SpecError(f"view '{name}': severity must be one of 1-5")
         fn = kinds[view.kind]
         rng = view_rng(seed, f"{split}|{name}")
+        if task.modality == "text":  # corrupt the strings, then tokenize them as the task does
+            return _retokenized(task, data, fn(np.asarray(data.meta["text"], dtype=object), int(view.severity), rng))
         source = np.asarray(data.x)  # corruptions work on whole arrays: a lazy dataset is decoded here
         if view.kind == "missing_values" and "missing_fill" in task.info:
             x = fn(source, int(view.severity), rng, fill=np.asarray(task.info["missing_fill"], dtype=source.dtype))
@@ -103,12 +105,12 @@ def _ood(task: Task, data: Split, view: ViewName, rng: np.random.Generator, name
         if task.ood_user is None:
             raise SpecError(f"view '{name}': the task has no OOD set of yours; set ood = {{ path = \"...\" }} in [task]")
         return task.ood_user
-    x = np.asarray(data.x)
+    x = np.asarray(data.meta["text"], dtype=object) if task.modality == "text" else np.asarray(data.x)
     if view.kind == "noise":
         if task.modality == "image":
             fake = rng.random(x.shape)  # uniform noise images on [0, 1]
-        elif task.modality == "text":
-            fake = np.array([" ".join(rng.permutation(str(t).split()[::-1])) for t in x], dtype=object)
+        elif task.modality == "text":  # the same words in a random order
+            fake = np.array([" ".join(rng.permutation(str(t).split())) for t in x], dtype=object)
         else:  # matched to each feature's spread, three times wider
             fake = rng.normal(x.mean(0), 3 * x.std(0) + 1e-6, x.shape)
     elif view.kind == "inverted":
@@ -122,5 +124,11 @@ def _ood(task: Task, data: Split, view: ViewName, rng: np.random.Generator, name
             fake = -x
     else:
         raise SpecError(f"view '{name}': unknown OOD set '{view.kind}'; available: {', '.join(OOD_KINDS)}")
-    fake = fake if fake.dtype == object else np.ascontiguousarray(fake, dtype=x.dtype)
+    if task.modality == "text":
+        return _retokenized(task, Split(data.x, np.full(len(x), -1)), fake)
+    fake = np.ascontiguousarray(fake, dtype=x.dtype)
     return Split(fake, np.full(len(x), -1))
+
+
+def _retokenized(task: Task, data: Split, texts: np.ndarray) -> Split:
+    return replace(data, x=task.pipeline.encode(texts), meta={**data.meta, "text": texts})

@@ -28,6 +28,7 @@ from .._io import atomic_path
 from ..data.task import Split
 from ..models import zoo
 from ..models.candidate import Candidate, Provenance
+from ..models.inputs import as_input
 from .base import Recipe, RecipeContext, register_recipe
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -112,9 +113,9 @@ def fit(
     loss_fn = loss_fn or _cross_entropy(config.label_smoothing)
     model.to(device)
     # Training holds its splits in memory (a lazy dataset is decoded once here).
-    x = torch.as_tensor(np.asarray(train.x), dtype=torch.float32, device=device)
+    x = as_input(train.x, device)
     y = torch.as_tensor(train.y, dtype=torch.long, device=device)
-    xv = torch.as_tensor(np.asarray(val.x), dtype=torch.float32, device=device)
+    xv = as_input(val.x, device)
     yv = torch.as_tensor(val.y, dtype=torch.long, device=device)
     steps_per_epoch = math.ceil(len(x) / config.batch_size)
     total, warmup = config.epochs * steps_per_epoch, config.warmup_epochs * steps_per_epoch
