@@ -84,7 +84,10 @@ def cnn(
     return Classifier(nn.Sequential(*layers), nn.Linear(c, num_classes))
 
 
-ARCHITECTURES: dict[str, Callable[..., Classifier]] = {"mlp": mlp, "cnn": cnn}
+from .sequence import gru, transformer  # noqa: E402  (they build on Classifier above)
+
+ARCHITECTURES: dict[str, Callable[..., Classifier]] = {"mlp": mlp, "cnn": cnn, "gru": gru, "transformer": transformer}
+TOKEN_ARCHITECTURES = ("gru", "transformer")  # the ones that read token ids
 
 
 def arch_options(name: str) -> list[str]:

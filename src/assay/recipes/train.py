@@ -250,7 +250,14 @@ class Train(Recipe):
         task = context.task
         torch.manual_seed(context.seed)
         np.random.seed(context.seed % 2**32)
-        model = zoo.build(self.arch, input_shape=task.input_shape, num_classes=task.num_classes, where=f"[[recipe]] '{name}'", **self.arch_options)
+        options = dict(self.arch_options)
+        if task.modality == "text":  # token models size their embedding from the task's tokenizer
+            if self.arch not in zoo.TOKEN_ARCHITECTURES:
+                from ..errors import SpecError
+
+                raise SpecError(f"[[recipe]] '{name}': arch '{self.arch}' cannot read text; use {' or '.join(zoo.TOKEN_ARCHITECTURES)}, or kind = \"transfer\"")
+            options.setdefault("vocab_size", task.pipeline.vocab_size)
+        model = zoo.build(self.arch, input_shape=task.input_shape, num_classes=task.num_classes, where=f"[[recipe]] '{name}'", **options)
         summary = fit(
             model,
             task.train,
@@ -263,7 +270,7 @@ class Train(Recipe):
             desc=name,
             on_epoch_end=context.on_epoch_end,
         )
-        arch = {"name": self.arch, "input_shape": list(task.input_shape), "num_classes": task.num_classes, **_jsonable(self.arch_options)}
+        arch = {"name": self.arch, "input_shape": list(task.input_shape), "num_classes": task.num_classes, **_jsonable(options)}
         provenance = Provenance(recipe=self.kind, arch=arch, config=self.params(), seed=context.seed, data_hash=task.digest())
         return Candidate(name, model.cpu(), provenance, training=summary)
 
