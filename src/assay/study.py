@@ -189,6 +189,7 @@ class Study:
                 candidates=made,
                 progress=self.progress,
                 on_epoch_end=on_epoch_end,
+                shared_dir=self.store.run_dir(run_id) / "work" / "_shared",
             )
             candidate = recipe.make(name, context)
             self.store.save_candidate(run_id, candidate)

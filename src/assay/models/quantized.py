@@ -36,7 +36,9 @@ def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
         model = copy.deepcopy(model).cpu().eval()  # quantized kernels are CPU-only
-        return quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+        model = quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+    model.frozen_prefixes = ()  # int8 weights are no longer the pretrained ones: save them all
+    return model
 
 
 def apply_transform(model: nn.Module, name: str) -> nn.Module:
@@ -49,7 +51,12 @@ def apply_transform(model: nn.Module, name: str) -> nn.Module:
 def export_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """Every tensor needed to rebuild ``model``'s weights, as plain tensors."""
     qlinear = _dynamic_linear_type()
-    out = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor) and not v.is_quantized}
+    frozen = getattr(model, "frozen_prefixes", ())  # pretrained and unchanged: re-read from the source, not saved
+    out = {
+        k: v.detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+        if isinstance(v, torch.Tensor) and not v.is_quantized and not k.startswith(frozen or ("\0",))
+    }
     for prefix, module in model.named_modules():
         if isinstance(module, qlinear):
             for key in [k for k in out if k.startswith(f"{prefix}._packed_params")]:

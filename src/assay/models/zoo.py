@@ -23,6 +23,8 @@ from ..errors import SpecError, did_you_mean
 class Classifier(nn.Module):
     """A feature extractor followed by a linear head."""
 
+    frozen_prefixes: tuple[str, ...] = ()  # weights read from a pretrained source, not saved with the candidate
+
     def __init__(self, features: nn.Module, head: nn.Linear) -> None:
         super().__init__()
         self.body = features
@@ -84,9 +86,10 @@ def cnn(
     return Classifier(nn.Sequential(*layers), nn.Linear(c, num_classes))
 
 
-from .sequence import gru, transformer  # noqa: E402  (they build on Classifier above)
+from .pretrained import pretrained  # noqa: E402  (these build on Classifier above)
+from .sequence import gru, transformer  # noqa: E402
 
-ARCHITECTURES: dict[str, Callable[..., Classifier]] = {"mlp": mlp, "cnn": cnn, "gru": gru, "transformer": transformer}
+ARCHITECTURES: dict[str, Callable[..., Classifier]] = {"mlp": mlp, "cnn": cnn, "gru": gru, "transformer": transformer, "pretrained": pretrained}
 TOKEN_ARCHITECTURES = ("gru", "transformer")  # the ones that read token ids
 
 

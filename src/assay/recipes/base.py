@@ -37,6 +37,7 @@ class RecipeContext:
     candidates: Mapping[str, Candidate] = field(default_factory=dict)
     progress: bool = True
     on_epoch_end: Callable[[int, dict], None] | None = None
+    shared_dir: Path | None = None  # a folder every recipe of the run shares (e.g. cached encoder features)
 
     def parent(self, name: str, where: str) -> Candidate:
         if name not in self.candidates:

