@@ -26,7 +26,8 @@ from ..errors import SpecError, require
 from ..models import zoo
 from ..models.candidate import Candidate, Provenance
 from ..models.inputs import as_input
-from ..models.pretrained import weights_digest
+from ..data.text import model_folder
+from ..models.pretrained import check_folder, weights_digest
 from .base import Recipe, RecipeContext, register_recipe
 from .train import TrainConfig, fit
 
@@ -106,6 +107,7 @@ class Transfer(Recipe):
         where = f"[[recipe]] '{name}'"
         if task.modality != "text":
             raise SpecError(f"{where}: transfer needs a text task here (no pretrained {task.modality} encoder is installed); use kind = \"train\" or \"selfsup\"")
+        check_folder(model_folder(self.encoder))  # a wrong folder is named before anything else
         tokenizer = getattr(task.pipeline, "tokenizer", None)
         if tokenizer != self.encoder:
             raise SpecError(f"{where}: the task is tokenized for '{tokenizer}' but the encoder is '{self.encoder}'; they must match")
