@@ -86,7 +86,8 @@ class Efficiency(Check):
         where = {"device": str(device), "threads": torch.get_num_threads()}
         return [
             self.evidence(candidate, "parameters", candidate.parameter_count()),
-            self.evidence(candidate, "size_mb", len(candidate.to_bytes()) / 1e6),
+            self.evidence(candidate, "size_mb", candidate.deploy_bytes() / 1e6,
+                          details={"weights_file_mb": len(candidate.to_bytes()) / 1e6, "includes": "frozen pretrained weights read from their source, if any"}),
             self.evidence(candidate, "latency_p50_ms", np.median(single), (low[0], high[0]),
                           details={"batch1_ms": np.round(single, 4).tolist(), **where}, figures=("latency",)),
             self.evidence(candidate, "latency_p95_ms", np.percentile(single, 95), (low[1], high[1]), details=where),

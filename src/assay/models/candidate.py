@@ -122,11 +122,21 @@ class Candidate:
         """Penultimate features ``(B, D)``."""
         return self.model.features(x.to(self.device))
 
+    def _frozen(self) -> list[torch.Tensor]:
+        """Pretrained weights read from their source rather than saved with the candidate."""
+        prefixes = getattr(self.model, "frozen_prefixes", ())
+        return [p for n, p in self.model.named_parameters() if prefixes and n.startswith(prefixes)]
+
     def parameter_count(self) -> int:
-        """Weights count, int8 weights included (they are not nn.Parameters)."""
-        return int(sum(t.numel() for k, t in self._tensors.items() if t.is_floating_point() or k.endswith(".int8")) - sum(
+        """Weights count: int8 weights included (they are not nn.Parameters), and a frozen pretrained encoder."""
+        saved = sum(t.numel() for k, t in self._tensors.items() if t.is_floating_point() or k.endswith(".int8")) - sum(
             t.numel() for k, t in self._tensors.items() if k.endswith((".running_mean", ".running_var", ".scales", ".scale"))
-        ))
+        )
+        return int(saved + sum(p.numel() for p in self._frozen()))
+
+    def deploy_bytes(self) -> int:
+        """Bytes needed to ship the model: its weights file plus any frozen pretrained weights it reads."""
+        return len(self.to_bytes()) + sum(p.numel() * p.element_size() for p in self._frozen())
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary for the store and the report."""
