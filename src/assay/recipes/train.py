@@ -93,6 +93,7 @@ def fit(
     desc: str = "train",
     on_epoch_end: Callable[[int, dict], None] | None = None,
     param_groups: list[dict[str, Any]] | None = None,
+    evaluate: Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place and load its best validation weights.
 
@@ -106,6 +107,9 @@ def fit(
         on_epoch_end: ``fn(epoch, row)`` after each epoch's checkpoint.
         param_groups: AdamW parameter groups (e.g. layer-wise learning
             rates); default every parameter that requires a gradient.
+        evaluate: ``fn(model, x_val, y_val) -> (loss, accuracy)`` driving
+            early stopping (default: cross-entropy and accuracy); self-supervised
+            pretraining passes its own.
 
     Returns:
         A JSON-able summary: epochs_run, best_epoch, stopped_early,
@@ -164,7 +168,7 @@ def fit(
                 scheduler.step()
                 running += loss.item() * len(index)
                 seen += len(index)
-            val_loss, val_acc = _evaluate(model, xv, yv)
+            val_loss, val_acc = (evaluate or _evaluate)(model, xv, yv)
             row = {"epoch": epoch + 1, "loss": running / seen, "val_loss": val_loss, "val_accuracy": val_acc}
             state["history"].append(row)
             if val_loss < state["best_loss"] - 1e-6:

@@ -1,0 +1,160 @@
+"""The ``selfsup`` recipe: contrastive pretraining on unlabelled data, then a probe.
+
+SimCLR (Chen et al. 2020): two random augmentations of each unlabelled
+input are pulled together and pushed away from the rest of the batch by the
+NT-Xent loss; the encoder (a zoo architecture's body) is then kept and a
+head trained on the few labels, frozen (``then = "linear-probe"``) or
+fine-tuned (``then = "finetune"``). Augmentations are the task's own
+corruptions from ``data/corruptions.py`` at random mild severities, so the
+same code that tests robustness also teaches invariance. Both stages run
+through the one training loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.corruptions import CORRUPTIONS
+from ..data.task import Split
+from ..errors import SpecError
+from ..models import zoo
+from ..models.candidate import Candidate, Provenance
+from ..models.inputs import as_input
+from .base import Recipe, RecipeContext, register_recipe
+from .train import TrainConfig, _jsonable, fit
+
+# Which corruptions make good augmentations, and their severity range, by modality.
+AUGMENT = {
+    "image": (("affine", (1, 3)), ("gaussian_noise", (1, 2)), ("occlusion", (1, 2)), ("contrast", (1, 2))),
+    "signal": (("time_shift", (1, 4)), ("amplitude", (1, 3)), ("noise", (1, 3)), ("dropout", (1, 2))),
+}
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent: each view's positive is the other view of the same input, among 2B - 1 candidates."""
+    z = F.normalize(torch.cat([z1, z2]), dim=1)  # (2B, D)
+    sim = z @ z.T / temperature
+    sim.fill_diagonal_(float("-inf"))
+    b = len(z1)
+    targets = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(z.device)
+    return F.cross_entropy(sim, targets)
+
+
+class Augmenter:
+    """Random chains of the task's corruptions at mild severities."""
+
+    def __init__(self, modality: str, seed: int, strength: float = 1.0) -> None:
+        if modality not in AUGMENT:
+            raise SpecError(f"selfsup: no augmentations for {modality} data; it supports {', '.join(AUGMENT)}")
+        self.ops = [(CORRUPTIONS[modality][name], levels) for name, levels in AUGMENT[modality]]
+        self.rng = np.random.default_rng(seed)
+        self.strength = strength
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        a = x.detach().cpu().numpy()
+        for fn, (lo, hi) in self.ops:
+            if self.rng.random() < 0.8 * self.strength:
+                a = fn(a, int(self.rng.integers(lo, hi + 1)), self.rng).astype(np.float32)
+        return torch.from_numpy(np.ascontiguousarray(a)).to(x.device)
+
+
+class _Contrastive(nn.Module):
+    """Encoder body plus a projection head; the head is dropped after pretraining."""
+
+    def __init__(self, body: nn.Module, width: int, proj: int = 64) -> None:
+        super().__init__()
+        self.body = body
+        self.projector = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, proj))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.body(x))
+
+
+@register_recipe
+class SelfSup(Recipe):
+    """Contrastive pretraining on the task's unlabelled pool, then a head on the labels.
+
+    Study file::
+
+        [[recipe]]
+        name = "simclr"
+        kind = "selfsup"
+        arch = "cnn"
+        then = "linear-probe"     # or "finetune"
+    """
+
+    kind = "selfsup"
+
+    def __init__(
+        self,
+        *,
+        arch: str = "cnn",
+        arch_options: dict[str, Any] | None = None,
+        pretrain_epochs: int = 100,
+        batch_size: int = 256,
+        lr: float = 3e-3,
+        temperature: float = 0.2,
+        then: str = "linear-probe",
+        epochs: int = 200,
+        head_lr: float = 1e-2,
+    ) -> None:
+        if then not in ("linear-probe", "finetune"):
+            raise ValueError(f"'then' must be linear-probe or finetune, got {then!r}")
+        if arch not in zoo.ARCHITECTURES:
+            raise ValueError(f"unknown architecture '{arch}'")
+        self.arch, self.arch_options = arch, dict(arch_options or {})
+        self.pretrain_epochs, self.batch_size, self.lr, self.temperature = pretrain_epochs, batch_size, lr, temperature
+        self.then, self.epochs, self.head_lr = then, epochs, head_lr
+
+    def make(self, name: str, context: RecipeContext) -> Candidate:
+        task = context.task
+        augment = Augmenter(task.modality, context.seed)
+        torch.manual_seed(context.seed)
+        model = zoo.build(self.arch, input_shape=task.input_shape, num_classes=task.num_classes, where=f"[[recipe]] '{name}'", **self.arch_options)
+        unlabelled = [np.asarray(task.train.x)] + ([np.asarray(task.pool.x)] if task.pool is not None else [])
+        pool = np.concatenate(unlabelled)
+        n_val = max(32, len(pool) // 10)
+        order = np.random.default_rng(context.seed).permutation(len(pool))
+        fake_labels = np.zeros(len(pool), dtype=np.int64)  # contrastive learning ignores labels
+        pre_train, pre_val = Split(pool[order[n_val:]], fake_labels[order[n_val:]]), Split(pool[order[:n_val]], fake_labels[order[:n_val]])
+        net = _Contrastive(model.body, model.head.in_features)
+
+        def contrastive(m: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+            return nt_xent(m(augment(x)), m(augment(x)), self.temperature)
+
+        val_augment = Augmenter(task.modality, context.seed + 1)
+
+        @torch.no_grad()
+        def validate(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+            m.eval()
+            val_augment.rng = np.random.default_rng(context.seed + 1)  # the same views every epoch: comparable losses
+            z1, z2 = m(val_augment(x)), m(val_augment(x))
+            loss = nt_xent(z1, z2, self.temperature).item()
+            sim = F.normalize(z1, dim=1) @ F.normalize(z2, dim=1).T
+            return loss, (sim.argmax(1) == torch.arange(len(x), device=x.device)).float().mean().item()  # view-matching accuracy
+
+        # Contrastive validation loss is noisy epoch to epoch: train the full schedule, keep the best epoch.
+        pre = fit(net, pre_train, pre_val, TrainConfig(epochs=self.pretrain_epochs, batch_size=self.batch_size, lr=self.lr, patience=self.pretrain_epochs),
+                  device=context.device, seed=context.seed, checkpoint=context.work_dir / "pretrain.pt", loss_fn=contrastive,
+                  progress=context.progress, desc=f"{name} (pretrain)", evaluate=validate)
+        if self.then == "linear-probe":  # frozen encoder in eval mode: features once, then the head on them
+            model.body.eval()
+            with torch.no_grad():
+                feats = {s: model.body(as_input(task.split(s).x, context.device)).cpu().numpy() for s in ("train", "val")}
+            head = fit(model.head, Split(feats["train"], task.train.y), Split(feats["val"], task.val.y),
+                       TrainConfig(epochs=self.epochs, batch_size=32, lr=self.head_lr, patience=30), device=context.device, seed=context.seed,
+                       checkpoint=context.work_dir / "head.pt", progress=context.progress, desc=f"{name} (probe)", on_epoch_end=context.on_epoch_end)
+        else:
+            head = fit(model, task.train, task.val, TrainConfig(epochs=self.epochs, batch_size=32, lr=self.lr / 3, patience=30),
+                       device=context.device, seed=context.seed, checkpoint=context.work_dir / "head.pt", progress=context.progress,
+                       desc=f"{name} (finetune)", on_epoch_end=context.on_epoch_end)
+        arch = {"name": self.arch, "input_shape": list(task.input_shape), "num_classes": task.num_classes, **_jsonable(self.arch_options)}
+        provenance = Provenance(recipe=self.kind, arch=arch, config=self.params(), seed=context.seed, data_hash=task.digest())
+        training = {**head, "pretraining": {k: pre[k] for k in ("epochs_run", "best_epoch", "train_seconds", "best_val_loss")},
+                    "pretrain_examples": len(pre_train), "train_seconds": head["train_seconds"] + pre["train_seconds"]}
+        return Candidate(name, model.cpu().eval(), provenance, training=training)
