@@ -47,6 +47,7 @@ class RecipeSpec:
     name: str
     kind: str
     options: Mapping[str, Any]
+    labels_per_class: int | None = None  # train this recipe on k labels per class (the test split is the task's)
 
 
 @dataclass(frozen=True)
@@ -156,12 +157,15 @@ def _recipes(tables: object, where: str) -> tuple[RecipeSpec, ...]:
         kind = table.get("kind")
         if not isinstance(kind, str):
             raise SpecError(f"{label}: needs a 'kind' (e.g. kind = \"train\")")
-        options = {k: v for k, v in table.items() if k not in ("name", "kind")}
+        options = {k: v for k, v in table.items() if k not in ("name", "kind", "labels_per_class")}
+        labels = table.get("labels_per_class")
+        if labels is not None and (not isinstance(labels, int) or isinstance(labels, bool) or labels < 1):
+            raise SpecError(f"{label}: labels_per_class must be a positive integer, got {labels!r}")
         recipe = make_recipe(kind, options, label)  # validates keys and values now, not after training
         parent = getattr(recipe, "parent", None)
         if parent is not None and not any(r.name == parent for r in out):
             raise SpecError(f"{label}: parent '{parent}' is not a recipe listed above{did_you_mean(parent, [r.name for r in out])}")
-        out.append(RecipeSpec(name, kind, options))
+        out.append(RecipeSpec(name, kind, options, labels))
     return tuple(out)
 
 

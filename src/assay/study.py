@@ -181,8 +181,9 @@ class Study:
                 made[name] = self.store.load_candidate(run_id, name)
                 continue
             recipe = make_recipe(recipe_spec.kind, recipe_spec.options, f"{where} [[recipe]] '{name}'")
+            k = recipe_spec.labels_per_class
             context = RecipeContext(
-                task=task,
+                task=task.with_labels_per_class(k, seed=self.seed) if k else task,
                 work_dir=self.store.run_dir(run_id) / "work" / name,
                 device=self.device,
                 seed=self.seed,
@@ -192,6 +193,9 @@ class Study:
                 shared_dir=self.store.run_dir(run_id) / "work" / "_shared",
             )
             candidate = recipe.make(name, context)
+            if k:  # recorded where the report and the label-efficiency plot read it
+                prov = candidate.provenance
+                candidate = Candidate(name, candidate.model, dataclasses.replace(prov, config={**prov.config, "labels_per_class": k}), candidate.training)
             self.store.save_candidate(run_id, candidate)
             made[name] = candidate
         return made

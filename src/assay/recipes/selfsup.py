@@ -12,6 +12,8 @@ through the one training loop.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._io import atomic_path
 from ..data.corruptions import CORRUPTIONS
 from ..data.task import Split
 from ..errors import SpecError
@@ -28,10 +31,21 @@ from ..models.inputs import as_input
 from .base import Recipe, RecipeContext, register_recipe
 from .train import TrainConfig, _jsonable, fit
 
+def token_dropout(ids: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Drop a share of the real tokens (they become padding, which token models skip); text's augmentation."""
+    rate = (0.05, 0.1, 0.15, 0.2, 0.3)[severity - 1]
+    out = ids.copy()
+    hit = (rng.random(ids.shape) < rate) & (ids > 0)
+    hit[:, 0] = False  # keep [CLS]
+    out[hit] = 0
+    return out
+
+
 # Which corruptions make good augmentations, and their severity range, by modality.
 AUGMENT = {
     "image": (("affine", (1, 3)), ("gaussian_noise", (1, 2)), ("occlusion", (1, 2)), ("contrast", (1, 2))),
     "signal": (("time_shift", (1, 4)), ("amplitude", (1, 3)), ("noise", (1, 3)), ("dropout", (1, 2))),
+    "text": (("token_dropout", (2, 4)),),
 }
 
 
@@ -51,7 +65,8 @@ class Augmenter:
     def __init__(self, modality: str, seed: int, strength: float = 1.0) -> None:
         if modality not in AUGMENT:
             raise SpecError(f"selfsup: no augmentations for {modality} data; it supports {', '.join(AUGMENT)}")
-        self.ops = [(CORRUPTIONS[modality][name], levels) for name, levels in AUGMENT[modality]]
+        ops = {**CORRUPTIONS.get(modality, {}), "token_dropout": token_dropout}
+        self.ops = [(ops[name], levels) for name, levels in AUGMENT[modality]]
         self.rng = np.random.default_rng(seed)
         self.strength = strength
 
@@ -59,7 +74,7 @@ class Augmenter:
         a = x.detach().cpu().numpy()
         for fn, (lo, hi) in self.ops:
             if self.rng.random() < 0.8 * self.strength:
-                a = fn(a, int(self.rng.integers(lo, hi + 1)), self.rng).astype(np.float32)
+                a = fn(a, int(self.rng.integers(lo, hi + 1)), self.rng).astype(a.dtype)
         return torch.from_numpy(np.ascontiguousarray(a)).to(x.device)
 
 
@@ -118,6 +133,13 @@ class SelfSup(Recipe):
         model = zoo.build(self.arch, input_shape=task.input_shape, num_classes=task.num_classes, where=f"[[recipe]] '{name}'", **self.arch_options)
         unlabelled = [np.asarray(task.train.x)] + ([np.asarray(task.pool.x)] if task.pool is not None else [])
         pool = np.concatenate(unlabelled)
+        # A canonical order: the same inputs give the same pretraining however the labels were drawn,
+        # so studies that vary labels_per_class pretrain once (cached in the run's shared folder).
+        digests = [hashlib.sha1(row.tobytes()).hexdigest() for row in pool]
+        pool = pool[np.argsort(digests, kind="stable")]
+        key = hashlib.sha256(json.dumps([self.arch, self.arch_options, self.pretrain_epochs, self.batch_size, self.lr, self.temperature,
+                                         context.seed, sorted(digests)], default=str).encode()).hexdigest()[:16]
+        cache_dir = context.shared_dir or context.work_dir
         n_val = max(32, len(pool) // 10)
         order = np.random.default_rng(context.seed).permutation(len(pool))
         fake_labels = np.zeros(len(pool), dtype=np.int64)  # contrastive learning ignores labels
@@ -139,9 +161,18 @@ class SelfSup(Recipe):
             return loss, (sim.argmax(1) == torch.arange(len(x), device=x.device)).float().mean().item()  # view-matching accuracy
 
         # Contrastive validation loss is noisy epoch to epoch: train the full schedule, keep the best epoch.
-        pre = fit(net, pre_train, pre_val, TrainConfig(epochs=self.pretrain_epochs, batch_size=self.batch_size, lr=self.lr, patience=self.pretrain_epochs),
-                  device=context.device, seed=context.seed, checkpoint=context.work_dir / "pretrain.pt", loss_fn=contrastive,
-                  progress=context.progress, desc=f"{name} (pretrain)", evaluate=validate)
+        done = cache_dir / f"selfsup-{key}.pt"
+        if done.is_file():  # the same pretraining already ran in this run
+            saved = torch.load(done, map_location="cpu", weights_only=True)
+            net.load_state_dict(saved["weights"])
+            pre = saved["summary"]
+        else:
+            pre = fit(net, pre_train, pre_val, TrainConfig(epochs=self.pretrain_epochs, batch_size=self.batch_size, lr=self.lr, patience=self.pretrain_epochs),
+                      device=context.device, seed=context.seed, checkpoint=cache_dir / f"selfsup-{key}.checkpoint.pt", loss_fn=contrastive,
+                      progress=context.progress, desc=f"{name} (pretrain)", evaluate=validate)
+            with atomic_path(done) as tmp:
+                torch.save({"weights": net.state_dict(), "summary": {k: pre[k] for k in ("epochs_run", "best_epoch", "train_seconds", "best_val_loss")}}, tmp)
+        model.to(context.device)
         if self.then == "linear-probe":  # frozen encoder in eval mode: features once, then the head on them
             model.body.eval()
             with torch.no_grad():

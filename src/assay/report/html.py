@@ -25,6 +25,7 @@ from .data import (
     objectives,
 )
 from . import battery_plots  # noqa: F401  (registers the battery's figures)
+from .efficiency_plots import render_label_efficiency
 from .findings import worst_findings
 from .plots import PlotStyle, render
 from .run_plots import render_pareto, render_training_curves
@@ -65,6 +66,7 @@ def build_context(data: ReportData) -> dict[str, Any]:
         "checks": [_check_section(data, check, names, style) for check in data.checks()],
         "decision": _decision(data, names),
         "pareto_figure": render_pareto(data.decision, headline, style),
+        "label_figure": render_label_efficiency(data.candidates, headline, data.task),
         "colors": style.colors,
         "environment": sorted(data.environment.items()),
         "description": data.study_description(),
