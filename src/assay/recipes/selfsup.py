@@ -29,7 +29,7 @@ from ..models import zoo
 from ..models.candidate import Candidate, Provenance
 from ..models.inputs import as_input
 from .base import Recipe, RecipeContext, register_recipe
-from .train import TrainConfig, _jsonable, fit
+from .train import TrainConfig, _jsonable, arch_options_for, fit
 
 def token_dropout(ids: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Drop a share of the real tokens (they become padding, which token models skip); text's augmentation."""
@@ -130,7 +130,8 @@ class SelfSup(Recipe):
         task = context.task
         augment = Augmenter(task.modality, context.seed)
         torch.manual_seed(context.seed)
-        model = zoo.build(self.arch, input_shape=task.input_shape, num_classes=task.num_classes, where=f"[[recipe]] '{name}'", **self.arch_options)
+        options = arch_options_for(task, self.arch, self.arch_options, f"[[recipe]] '{name}'")
+        model = zoo.build(self.arch, input_shape=task.input_shape, num_classes=task.num_classes, where=f"[[recipe]] '{name}'", **options)
         unlabelled = [np.asarray(task.train.x)] + ([np.asarray(task.pool.x)] if task.pool is not None else [])
         pool = np.concatenate(unlabelled)
         # A canonical order: the same inputs give the same pretraining however the labels were drawn,
@@ -184,7 +185,7 @@ class SelfSup(Recipe):
             head = fit(model, task.train, task.val, TrainConfig(epochs=self.epochs, batch_size=32, lr=self.lr / 3, patience=30),
                        device=context.device, seed=context.seed, checkpoint=context.work_dir / "head.pt", progress=context.progress,
                        desc=f"{name} (finetune)", on_epoch_end=context.on_epoch_end)
-        arch = {"name": self.arch, "input_shape": list(task.input_shape), "num_classes": task.num_classes, **_jsonable(self.arch_options)}
+        arch = {"name": self.arch, "input_shape": list(task.input_shape), "num_classes": task.num_classes, **_jsonable(options)}
         provenance = Provenance(recipe=self.kind, arch=arch, config=self.params(), seed=context.seed, data_hash=task.digest())
         training = {**head, "pretraining": {k: pre[k] for k in ("epochs_run", "best_epoch", "train_seconds", "best_val_loss")},
                     "pretrain_examples": len(pre_train), "train_seconds": head["train_seconds"] + pre["train_seconds"]}

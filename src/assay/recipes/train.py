@@ -258,13 +258,7 @@ class Train(Recipe):
         task = context.task
         torch.manual_seed(context.seed)
         np.random.seed(context.seed % 2**32)
-        options = dict(self.arch_options)
-        if task.modality == "text":  # token models size their embedding from the task's tokenizer
-            if self.arch not in zoo.TOKEN_ARCHITECTURES:
-                from ..errors import SpecError
-
-                raise SpecError(f"[[recipe]] '{name}': arch '{self.arch}' cannot read text; use {' or '.join(zoo.TOKEN_ARCHITECTURES)}, or kind = \"transfer\"")
-            options.setdefault("vocab_size", task.pipeline.vocab_size)
+        options = arch_options_for(task, self.arch, self.arch_options, f"[[recipe]] '{name}'")
         model = zoo.build(self.arch, input_shape=task.input_shape, num_classes=task.num_classes, where=f"[[recipe]] '{name}'", **options)
         summary = fit(
             model,
@@ -281,6 +275,18 @@ class Train(Recipe):
         arch = {"name": self.arch, "input_shape": list(task.input_shape), "num_classes": task.num_classes, **_jsonable(options)}
         provenance = Provenance(recipe=self.kind, arch=arch, config=self.params(), seed=context.seed, data_hash=task.digest())
         return Candidate(name, model.cpu(), provenance, training=summary)
+
+
+def arch_options_for(task, arch: str, options: dict[str, Any], where: str) -> dict[str, Any]:
+    """Architecture options completed from the task: token models size their embedding from its tokenizer."""
+    options = dict(options)
+    if task.modality == "text":
+        if arch not in zoo.TOKEN_ARCHITECTURES:
+            from ..errors import SpecError
+
+            raise SpecError(f"{where}: arch '{arch}' cannot read text; use {' or '.join(zoo.TOKEN_ARCHITECTURES)}, or kind = \"transfer\"")
+        options.setdefault("vocab_size", task.pipeline.vocab_size)
+    return options
 
 
 def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
