@@ -52,7 +52,9 @@ class Comparison(Check):
         parent_name = candidate.provenance.parent
         base = context.candidates.get(parent_name) if parent_name else context.reference
         if base is None or base is candidate or base.name == candidate.name:
-            return [self.skipped(candidate, "this is the reference candidate; others are compared with it")]
+            # The reference loses nothing against itself; relative gates then treat it like any variant.
+            same = {"against": candidate.name, "relation": "self", "verdict": "reference"}
+            return [self.evidence(candidate, m, 0.0, (0.0, 0.0), details=same) for m in ("accuracy_drop", "macro_f1_drop")]
         k = context.task.num_classes
         ours, theirs = context.predict(candidate), context.predict(base)
         y = ours.labels

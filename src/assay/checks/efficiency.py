@@ -5,7 +5,8 @@ measures: latency at batch 1 (p50, p95) and throughput at a large batch, on
 real test inputs, after warm-up, with the device synchronised around each
 timed call. Size is the exact length of the saved weights file. FLOPs come
 from ``torch.utils.flop_counter`` (int8 matmuls are not counted by it, so a
-quantized model reports its float parent's structure minus those layers).
+quantized model reports its float parent's structure minus those layers; an
+ONNX graph carries the count taken from its float model at export).
 Peak memory is measured on CUDA; on the CPU it is estimated as weights plus
 the largest layer input + output at the large batch. Energy per 1,000
 predictions and for training follow ``energy.py``'s stated power model.
@@ -101,7 +102,7 @@ class Efficiency(Check):
             self.evidence(candidate, "latency_p95_ms", np.percentile(single, 95), (low[1], high[1]), details=where),
             self.evidence(candidate, "throughput_per_s", np.median(per_s), (t_low, t_high),
                           details={"batch_size": self.batch_size, "batch_ms": np.round(bulk, 4).tolist(), **where}),
-            self.evidence(candidate, "flops_per_sample", _flops(candidate, one), details={"counter": "torch.utils.flop_counter"}),
+            self.evidence(candidate, "flops_per_sample", candidate.flops_per_sample(one), details={"counter": "torch.utils.flop_counter"}),
             self.evidence(candidate, "peak_memory_mb", peak_mb, details={"how": peak_source, "batch_size": self.batch_size}),
             self.evidence(candidate, "energy_per_1k_j", joules_per_batch * 1000 / self.batch_size,
                           details={"power": energy_source, "co2e_per_1k_g": co2e_grams(joules_per_batch * 1000 / self.batch_size, self.grid_g_per_kwh)}),
@@ -110,15 +111,6 @@ class Efficiency(Check):
                                    "note": "derived candidates report their own recipe's cost only"}),
             self.evidence(candidate, "training_co2e_g", co2e_grams(train_j, self.grid_g_per_kwh), details={"grid_g_per_kwh": self.grid_g_per_kwh}),
         ]
-
-
-def _flops(candidate, one: torch.Tensor) -> float:
-    """Floating-point operations for one example (a multiply-add counts 2)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        candidate.predict(one)
-    return float(counter.get_total_flops())
 
 
 def _peak_memory(candidate, batch: torch.Tensor, device: torch.device) -> tuple[float, str]:

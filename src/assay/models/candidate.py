@@ -22,7 +22,7 @@ from torch import nn
 
 from .._io import atomic_path, write_json
 from ..errors import ModelError
-from . import quantized, zoo
+from . import exported, quantized, zoo
 
 
 @dataclass(frozen=True)
@@ -114,13 +114,24 @@ class Candidate:
         x = x.to(self.device)
         if not embeddings:
             return self.model(x), None
-        features = self.model.features(x)  # (B, D)
-        return self.model.head(features), features
+        return self.model.logits_and_features(x)
 
     @torch.inference_mode()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features ``(B, D)``."""
         return self.model.features(x.to(self.device))
+
+    @torch.inference_mode()
+    def flops_per_sample(self, one: torch.Tensor) -> float:
+        """Floating-point operations for one example ``one`` (a multiply-add counts 2)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counted_at_export = getattr(self.model, "flops_per_sample", None)
+        if counted_at_export is not None:  # ONNX Runtime runs outside torch's counter
+            return float(counted_at_export)
+        with FlopCounterMode(display=False) as counter:
+            self.predict(one)
+        return float(counter.get_total_flops())
 
     def _frozen(self) -> list[torch.Tensor]:
         """Pretrained weights read from their source rather than saved with the candidate."""
@@ -129,6 +140,8 @@ class Candidate:
 
     def parameter_count(self) -> int:
         """Weights count: int8 weights included (they are not nn.Parameters), and a frozen pretrained encoder."""
+        if hasattr(self.model, "parameter_count"):  # an exported graph counts its own
+            return int(self.model.parameter_count())
         saved = sum(t.numel() for k, t in self._tensors.items() if t.is_floating_point() or k.endswith(".int8")) - sum(
             t.numel() for k, t in self._tensors.items() if k.endswith((".running_mean", ".running_var", ".scales", ".scale"))
         )
@@ -184,14 +197,23 @@ class Candidate:
             tensors = load_file(str(weights_path))
         except (KeyError, TypeError, json.JSONDecodeError, SafetensorError) as error:
             raise ModelError(f"{meta_path.parent / name}: cannot read candidate ({error}); the files are damaged, save it again") from None
-        arch = dict(prov.arch)
-        model = zoo.build(arch.pop("name"), input_shape=arch.pop("input_shape"), num_classes=arch.pop("num_classes"), **arch)
-        for transform in prov.transforms:
-            model = quantized.apply_transform(model, transform)
-        problems = quantized.import_tensors(model, tensors)
+        model, problems = _rebuild(prov, tensors)
         if problems:
             raise ModelError(f"{weights_path}: weights do not fit architecture {prov.arch['name']} ({problems[0]}); the files do not belong together")
         candidate = cls(name, model, Provenance(**{**asdict(prov), "transforms": tuple(prov.transforms)}), meta.get("training"))
         if candidate.id != meta["id"]:
             raise ModelError(f"{weights_path}: content hash {candidate.id} differs from the recorded {meta['id']}; the file was changed after saving")
         return candidate
+
+
+def _rebuild(prov: Provenance, tensors: dict[str, torch.Tensor]) -> tuple[nn.Module, list[str]]:
+    """The model a provenance describes, with ``tensors`` loaded; problems found, if any."""
+    if prov.transforms and prov.transforms[-1] in exported.TRANSFORMS:  # the graph is the whole model
+        if "onnx" not in tensors:
+            return nn.Identity(), ["missing tensor 'onnx'"]
+        return exported.OnnxClassifier(tensors["onnx"]), []
+    arch = dict(prov.arch)
+    model = zoo.build(arch.pop("name"), input_shape=arch.pop("input_shape"), num_classes=arch.pop("num_classes"), **arch)
+    for transform in prov.transforms:
+        model = quantized.apply_transform(model, transform)
+    return model, quantized.import_tensors(model, tensors)

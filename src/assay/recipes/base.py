@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -12,7 +12,7 @@ import torch
 from .._options import construct, option_names
 from ..data.task import Task
 from ..errors import SpecError, did_you_mean
-from ..models.candidate import Candidate
+from ..models.candidate import Candidate, Provenance, library_versions
 
 
 @dataclass
@@ -43,6 +43,24 @@ class RecipeContext:
         if name not in self.candidates:
             raise SpecError(f"{where}: parent '{name}' is not a candidate made before this recipe{did_you_mean(name, self.candidates)}; list the parent's recipe first")
         return self.candidates[name]
+
+
+def derived_provenance(parent: Candidate, recipe: Recipe, *, transforms: tuple[str, ...] = (), arch: dict[str, Any] | None = None) -> Provenance:
+    """Provenance of a candidate made from ``parent`` by ``recipe``: the parent recorded, its transforms extended.
+
+    A new ``arch`` (a student, a pruned shape) is a fresh float model: the parent's transforms do not carry over.
+    """
+    inherited = parent.provenance.transforms if arch is None else ()
+    return replace(
+        parent.provenance,
+        recipe=recipe.kind,
+        config=recipe.params(),
+        arch=arch if arch is not None else parent.provenance.arch,
+        parent=parent.name,
+        parent_id=parent.id,
+        transforms=(*inherited, *transforms),
+        versions=library_versions(),
+    )
 
 
 class Recipe:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from ..models import quantized
-from ..models.candidate import Candidate, Provenance
-from .base import Recipe, RecipeContext, register_recipe
+from ..models.candidate import Candidate
+from .base import Recipe, RecipeContext, derived_provenance, register_recipe
 
 
 @register_recipe
@@ -32,13 +30,4 @@ class Quantize(Recipe):
     def make(self, name: str, context: RecipeContext) -> Candidate:
         parent = context.parent(self.parent, f"[[recipe]] '{name}'")
         model = quantized.apply_transform(parent.model, self.mode)
-        provenance = replace(
-            parent.provenance,
-            recipe=self.kind,
-            config=self.params(),
-            parent=parent.name,
-            parent_id=parent.id,
-            transforms=(*parent.provenance.transforms, self.mode),
-            versions=Provenance.__dataclass_fields__["versions"].default_factory(),
-        )
-        return Candidate(name, model, provenance)
+        return Candidate(name, model, derived_provenance(parent, self, transforms=(self.mode,)))

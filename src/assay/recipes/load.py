@@ -1,0 +1,64 @@
+"""The ``load`` recipe: a model made elsewhere joins the study as a candidate.
+
+It reads an assay candidate (``NAME.safetensors`` + ``NAME.json``, either
+file named) or an ONNX graph (``*.onnx``), checks that it fits the task, and
+keeps its own provenance. ``assay compress`` starts from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelError
+from ..models import exported
+from ..models.candidate import Candidate, Provenance
+from ..models.inputs import as_input
+from .base import Recipe, RecipeContext, register_recipe
+
+
+@register_recipe
+class Load(Recipe):
+    """A saved model as a candidate.
+
+    Study file::
+
+        [[recipe]]
+        name = "mine"
+        kind = "load"
+        path = "models/cnn.safetensors"   # or cnn.json, or model.onnx
+    """
+
+    kind = "load"
+
+    def __init__(self, *, path: str) -> None:
+        self.path = str(path)
+
+    def make(self, name: str, context: RecipeContext) -> Candidate:
+        task = context.task
+        path = Path(self.path)
+        if not path.is_file():
+            raise ModelError(f"{path}: model file not found; give a NAME.safetensors (with its NAME.json) or a .onnx file")
+        if path.suffix == ".onnx":
+            arch = {"name": "onnx", "input_shape": list(task.input_shape), "num_classes": task.num_classes}
+            provenance = Provenance(recipe=self.kind, arch=arch, config=self.params(), seed=context.seed, data_hash=task.digest(),
+                                    transforms=("onnx_fp32",))
+            candidate = Candidate(name, exported.OnnxClassifier(path.read_bytes()), provenance)
+        elif path.suffix in (".safetensors", ".json"):
+            loaded = Candidate.load(path.parent, path.stem)
+            candidate = Candidate(name, loaded.model, loaded.provenance, loaded.training)
+        else:
+            raise ModelError(f"{path}: unknown model format '{path.suffix}'; give a .safetensors (with its .json) or a .onnx file")
+        _check_fits(candidate, task, path)
+        return candidate
+
+
+def _check_fits(candidate: Candidate, task, path: Path) -> None:
+    """One prediction on two test inputs must give one logit per class."""
+    try:
+        logits = candidate.predict(as_input(task.test.x[:2]))
+    except Exception as error:  # noqa: BLE001 -- torch and onnxruntime raise many types for a wrong input
+        raise ModelError(f"{path}: the model cannot read this task's inputs of shape {tuple(task.input_shape)} ({str(error).splitlines()[0]}); load it with the task it was made for") from None
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[1] != task.num_classes:
+        raise ModelError(f"{path}: the model gives outputs of shape {tuple(logits.shape)}, the task has {task.num_classes} classes; load it with the task it was made for")
