@@ -41,6 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="run a study file", description="Run a study file: make candidates, check them, decide, report.")
     run.add_argument("study", type=Path, help="the study file (TOML)")
     run.add_argument("--new", action="store_true", help="start a new run instead of resuming an unfinished one")
+    compress = sub.add_parser("compress", parents=[common], help="compress a saved model and judge every variant",
+                              description="Quantize, prune and export a saved model (NAME.safetensors + NAME.json, or a .onnx file), "
+                              "run the whole battery on every variant against it, and pick the fastest, smallest one that keeps its accuracy. "
+                              "The study it runs is written beside the runs folder, to edit and re-run with 'assay run'.")
+    compress.add_argument("model", type=Path, help="the saved model: NAME.safetensors (with NAME.json) or MODEL.onnx")
+    compress.add_argument("--task", required=True, help="a builtin task name (e.g. digits) or a data path the model was trained for")
+    compress.add_argument("--max-drop", type=float, default=0.01, metavar="D", help="largest accuracy drop a variant may have against the model (default: 0.01)")
+    compress.add_argument("--new", action="store_true", help="start a new run instead of resuming an unfinished one")
     sub.add_parser("runs", parents=[common], help="list stored runs", description="List the runs in the runs folder, newest first.")
     show = sub.add_parser("show", parents=[common], help="print a run's summary", description="Print a run's evidence table and decision.")
     show.add_argument("run", help="run id, unique prefix, or 'latest'")
@@ -99,6 +107,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _run(args, args.study)
 
 
+def _cmd_compress(args: argparse.Namespace) -> int:
+    from ._io import atomic_path
+    from .compress import compression_study
+    from .errors import SpecError
+
+    if not 0 <= args.max_drop < 1:
+        raise SpecError(f"--max-drop: {args.max_drop} is not in [0, 1); give the largest accuracy drop allowed, e.g. 0.01")
+    text = compression_study(args.model, args.task, max_drop=args.max_drop, seed=args.seed or 0)
+    study = Path(args.out) / f"compress-{args.model.stem}.toml"
+    study.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(study) as tmp:
+        tmp.write_text(text)
+    print(f"study: {study}")
+    return _run(args, study)
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
     from .store import Store
 
@@ -139,7 +163,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"demo": _cmd_demo, "run": _cmd_run, "runs": _cmd_runs, "show": _cmd_show, "report": _cmd_report}
+_COMMANDS = {"demo": _cmd_demo, "run": _cmd_run, "compress": _cmd_compress, "runs": _cmd_runs, "show": _cmd_show, "report": _cmd_report}
 
 _KEY_METRICS = ("accuracy", "macro_f1", "worst_class_recall", "ece", "latency_p50_ms", "size_mb")
 

@@ -15,6 +15,8 @@ safetensors like every other one and its content hash covers the graph.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 import tempfile
 import warnings
 from pathlib import Path
@@ -68,6 +70,17 @@ def export_onnx(model: nn.Module, example: torch.Tensor, flops_per_sample: float
     return proto.SerializeToString()
 
 
+@contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def quantize_int8(data: bytes) -> bytes:
     """ONNX Runtime dynamic int8 of an fp32 graph (weights int8 per channel, activations per batch)."""
     quantization = require("onnxruntime.quantization", "edge")
@@ -76,8 +89,8 @@ def quantize_int8(data: bytes) -> bytes:
         source.write_bytes(data)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # its pre-processing hint is not for users
-            quantization.quantize_dynamic(str(source), str(target), weight_type=quantization.QuantType.QInt8, per_channel=True)
+            with _quiet_root_logger():  # its pre-processing hints are not for assay's users
+                quantization.quantize_dynamic(str(source), str(target), weight_type=quantization.QuantType.QInt8, per_channel=True)
         return target.read_bytes()
 
 
@@ -98,10 +111,10 @@ def quantize_static_int8(data: bytes, calibration: torch.Tensor, batch_size: int
         source.write_bytes(data)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
-            quantization.quantize_static(str(source), str(target), Reader(), quant_format=quantization.QuantFormat.QDQ,
-                                         per_channel=True, weight_type=quantization.QuantType.QInt8,
-                                         activation_type=quantization.QuantType.QUInt8)
+            with _quiet_root_logger():
+                quantization.quantize_static(str(source), str(target), Reader(), quant_format=quantization.QuantFormat.QDQ,
+                                             per_channel=True, weight_type=quantization.QuantType.QInt8,
+                                             activation_type=quantization.QuantType.QUInt8)
         return target.read_bytes()
 
 

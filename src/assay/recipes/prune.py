@@ -84,7 +84,7 @@ class Prune(Recipe):
         model = copy.deepcopy(parent.model).cpu()
         prune_step = self._channel_steps(model, context) if self.method == "channels" else self._magnitude_steps(model)
         history: list[dict[str, Any]] = []
-        seconds = 0.0
+        seconds, best = 0.0, 0
         for step in range(1, self.steps + 1):
             prune_step(step)
             if self.epochs_per_step:
@@ -95,14 +95,16 @@ class Prune(Recipe):
                               desc=f"{name} {step}/{self.steps}", on_epoch_end=context.on_epoch_end)
                 model.cpu()
                 seconds += summary["train_seconds"]
-                history += [{**row, "step": step} for row in summary["history"]]
+                best = len(history) + summary["best_epoch"]  # the last step's kept epoch, counted across steps
+                history += [{**row, "epoch": len(history) + i + 1, "step": step} for i, row in enumerate(summary["history"])]
         if self.method == "channels":
             arch[_WIDTH_OPTION[arch["name"]]] = _widths(model, arch["name"])
             model = _rebuilt(model, arch)
         else:
             _make_permanent(model)
         kept = _sparsity(model)
-        training = {"train_seconds": round(seconds, 3), "history": history, "weight_sparsity": kept, "method": self.method}
+        training = {"epochs_run": len(history), "best_epoch": best, "stopped_early": False, "train_seconds": round(seconds, 3),
+                    "history": history, "weight_sparsity": kept, "method": self.method}
         return Candidate(name, model, derived_provenance(parent, self, arch=arch), training=training)
 
     def _channel_steps(self, model: nn.Module, context: RecipeContext):

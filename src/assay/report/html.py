@@ -24,7 +24,8 @@ from .data import (
     gate_status,
     objectives,
 )
-from . import battery_plots  # noqa: F401  (registers the battery's figures)
+from . import battery_plots, compression_plots  # noqa: F401  (register their figures)
+from .compression import compression_section
 from .efficiency_plots import render_label_efficiency
 from .findings import worst_findings
 from .plots import PlotStyle, render
@@ -67,6 +68,7 @@ def build_context(data: ReportData) -> dict[str, Any]:
         "decision": _decision(data, names),
         "pareto_figure": render_pareto(data.decision, headline, style),
         "label_figure": render_label_efficiency(data.candidates, headline, data.task),
+        "compression": compression_section(data, names, style),
         "colors": style.colors,
         "environment": sorted(data.environment.items()),
         "description": data.study_description(),

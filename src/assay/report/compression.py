@@ -1,0 +1,80 @@
+"""The report's compression section: every variant against its parent.
+
+For each derived candidate (quantized, pruned, distilled, exported…) it
+lists the change of every metric the two share, with the paired interval
+where the ``comparison`` check measured one, the classes and groups hit
+disproportionately, and the examples the variant forgot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..checks.base import Evidence
+from .data import ReportData, fmt_number
+from .plots import PlotStyle, render
+
+# comparison's paired drops, and the metric each is the drop of
+_PAIRED = {"accuracy": "accuracy_drop", "macro_f1": "macro_f1_drop", "worst_group_accuracy": "worst_group_accuracy_drop"}
+
+
+def compression_section(data: ReportData, names: Sequence[str], style: PlotStyle) -> dict[str, Any] | None:
+    """The section's content, or ``None`` when no candidate has a parent in this run."""
+    parents = {n: data.candidate(n).get("parent") for n in names}
+    variants = [n for n in names if parents[n] in names]
+    if not variants:
+        return None
+    headline = data.headline()
+    metrics = [m for m in dict.fromkeys(m for n in variants for m in headline.get(n, {}))
+               if not m.endswith("_drop") and any(m in headline.get(parents[n], {}) for n in variants)]
+    rows = [{"metric": m, "arrow": _arrow(headline, variants, m), "cells": [_change(headline, n, parents[n], m) for n in variants]} for m in metrics]
+    drops = [e for e in data.measured() if e.check == "comparison" and e.metric == "accuracy_drop" and e.candidate in variants]
+    groups = [e for e in data.measured() if e.check == "comparison" and e.metric == "worst_group_accuracy_drop" and e.candidate in variants]
+    return {
+        "variants": [{"name": n, "parent": parents[n], "recipe": data.candidate(n).get("recipe", "")} for n in variants],
+        "rows": rows,
+        "flags": _flags(drops, groups),
+        "forgotten": [_forgotten(e) for e in drops],
+        "figures": [f for f in (render("class_drops", drops, style), render("forgotten_examples", drops, style)) if f.src] if drops else [],
+    }
+
+
+def _arrow(headline: Mapping[str, Mapping[str, Evidence]], variants: Sequence[str], metric: str) -> str:
+    e = next((headline[n][metric] for n in variants if metric in headline.get(n, {})), None)
+    return {True: "↑", False: "↓"}.get(e.higher_is_better if e else None, "")
+
+
+def _change(headline: Mapping[str, Mapping[str, Evidence]], name: str, parent: str, metric: str) -> dict[str, Any]:
+    ours, theirs = headline.get(name, {}).get(metric), headline.get(parent, {}).get(metric)
+    if ours is None or theirs is None:
+        return {"value": "–", "interval": "", "kind": ""}
+    delta = ours.value - theirs.value
+    paired = headline.get(name, {}).get(_PAIRED.get(metric, ""))
+    interval, kind = "", ""
+    if paired is not None and paired.low is not None:
+        interval = f"[{fmt_number(0.0 - paired.high)}, {fmt_number(0.0 - paired.low)}]"  # a change is minus the drop; 0.0 - avoids "-0.000"
+        kind = {"worse": "worse", "better": "better"}.get(paired.details.get("verdict"), "")
+    elif abs(theirs.value) >= 1e-3 and abs(delta) <= 100 * abs(theirs.value):  # a percentage of nearly nothing says nothing
+        interval = f"{delta / abs(theirs.value):+.0%}"
+    return {"value": f"{delta:+.4g}", "interval": interval, "kind": kind, "title": f"{fmt_number(theirs.value)} → {fmt_number(ours.value)}"}
+
+
+def _flags(drops: Sequence[Evidence], groups: Sequence[Evidence]) -> list[str]:
+    out = []
+    for e, key in [*((e, "per_class") for e in drops), *((e, "per_group") for e in groups)]:
+        overall = next((d.value for d in drops if d.candidate == e.candidate), e.value)
+        what = "class" if key == "per_class" else f"{e.details.get('attribute', 'group')} group"
+        for row in e.details.get(key, []):
+            if row["flagged"]:
+                times = f"{row['drop'] / overall:.1f}× the overall drop" if overall > 0 else "while overall accuracy did not drop"
+                out.append(f"{e.candidate}: {what} '{row['name']}' lost {row['drop']:.3f} [{row['low']:.3f}, {row['high']:.3f}] "
+                           f"of its {'recall' if key == 'per_class' else 'accuracy'}, {times}.")
+    return out
+
+
+def _forgotten(e: Evidence) -> dict[str, Any]:
+    d = e.details
+    texts = [f"“{p['text']}” — {p['label']} → {p['candidate']}" for p in d.get("forgotten_preview", []) if "text" in p]
+    return {"name": e.candidate, "against": d.get("against", ""), "count": d.get("forgotten_count", 0),
+            "only_candidate_right": d.get("only_candidate_right", 0), "p": d.get("mcnemar_p"), "texts": texts}
