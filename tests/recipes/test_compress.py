@@ -109,3 +109,28 @@ def test_uniform_harm_is_not_flagged(digits):
     drop = _harm(digits, {c: 2 for c in range(10)})  # the same kind of loss, spread evenly
     assert drop.value == pytest.approx(20 / len(digits.test.y))
     assert drop.details["harmed_classes"] == []
+
+
+@pytest.mark.parametrize("mode", ["fp16", "bf16"])
+def test_half_precision_halves_the_size_and_round_trips(cnn, digits, tmp_path, mode):
+    half = make("quantize", f"cnn-{mode}", {"cnn": cnn}, digits, tmp_path, parent="cnn", mode=mode)
+    assert half.deploy_bytes() < 0.6 * cnn.deploy_bytes()
+    x = as_input(digits.test.x)
+    full = cnn.to("cpu").predict(x)
+    assert (half.predict(x) - full).abs().max().item() < 0.05 * full.abs().max().item()
+    assert accuracy(half, digits) >= accuracy(cnn, digits) - 0.01
+    half.save(tmp_path)
+    back = Candidate.load(tmp_path, f"cnn-{mode}")
+    assert back.id == half.id and torch.equal(back.predict(x), half.predict(x))
+
+
+@pytest.mark.parametrize("arch, shape, options", [("transformer", (16,), {"vocab_size": 50}), ("gru", (16,), {"vocab_size": 50}), ("mlp", (1, 8, 8), {})])
+def test_exported_graphs_take_any_batch_size(arch, shape, options):
+    from assay.models import exported, zoo
+
+    torch.manual_seed(0)
+    model = zoo.build(arch, input_shape=shape, num_classes=3, **options).eval()
+    example = torch.randint(1, 50, (2, *shape)) if options else torch.randn(2, *shape)
+    graph = exported.OnnxClassifier(exported.export_onnx(model, example))
+    batch = torch.randint(1, 50, (5, *shape)) if options else torch.randn(5, *shape)
+    assert (graph(batch) - model(batch)).abs().max().item() < 1e-4

@@ -87,7 +87,7 @@ class Candidate:
         h = hashlib.sha256()
         for key in sorted(self._tensors):
             h.update(key.encode())
-            h.update(self._tensors[key].cpu().numpy().tobytes())
+            h.update(self._tensors[key].cpu().reshape(-1).view(torch.uint8).numpy().tobytes())  # raw bytes: bf16 has no numpy type
         prov = {k: v for k, v in asdict(self.provenance).items() if k != "versions"}
         h.update(json.dumps(prov, sort_keys=True, default=str).encode())
         return h.hexdigest()[:12]

@@ -65,6 +65,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, flops_per_sample: float
         )
         program.optimize()
     proto = program.model_proto
+    _check_dynamic_batch(proto.SerializeToString(), model, example)
     if flops_per_sample is not None:
         onnx.helper.set_model_props(proto, {_FLOPS_KEY: repr(float(flops_per_sample))})
     return proto.SerializeToString()
@@ -92,6 +93,20 @@ def quantize_int8(data: bytes) -> bytes:
             with _quiet_root_logger():  # its pre-processing hints are not for assay's users
                 quantization.quantize_dynamic(str(source), str(target), weight_type=quantization.QuantType.QInt8, per_channel=True)
         return target.read_bytes()
+
+
+def _check_dynamic_batch(data: bytes, model: nn.Module, example: torch.Tensor) -> None:
+    """The graph must take another batch size and agree with PyTorch; a tracer that froze a shape is caught here."""
+    batch = torch.cat([example, example[:1]])  # one more row than was traced
+    try:
+        logits = OnnxClassifier(data)(batch)
+    except Exception as error:  # noqa: BLE001 -- onnxruntime raises its own exception types
+        raise ModelError(f"ONNX export: the graph does not accept a batch of {len(batch)} ({str(error).splitlines()[0]}); "
+                         "the model uses a Python-level shape (e.g. len(x)) that tracing froze") from None
+    with torch.no_grad():
+        expected = model(batch)
+    if not torch.allclose(logits, expected, atol=1e-3, rtol=1e-3):
+        raise ModelError(f"ONNX export: the graph's logits differ from PyTorch's by {(logits - expected).abs().max().item():.3g}; the export is not faithful")
 
 
 def quantize_static_int8(data: bytes, calibration: torch.Tensor, batch_size: int = 32) -> bytes:

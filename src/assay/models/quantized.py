@@ -16,7 +16,8 @@ import warnings
 import torch
 from torch import nn
 
-TRANSFORMS = ("dynamic_int8",)
+TRANSFORMS = ("dynamic_int8", "fp16", "bf16")
+_HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def _dynamic_linear_type() -> type:
@@ -41,10 +42,38 @@ def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
     return model
 
 
+class HalfPrecision(nn.Module):
+    """A model whose weights are held in fp16 or bf16; float inputs are cast in, outputs cast back to float32."""
+
+    frozen_prefixes: tuple[str, ...] = ()  # the weights are no longer the pretrained ones: save them all
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.model = model.to(dtype)
+        self.dtype = dtype
+
+    def _cast(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.dtype) if x.is_floating_point() else x  # token ids stay integers
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self._cast(x)).float()
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.features(self._cast(x)).float()
+
+    def logits_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, features = self.model.logits_and_features(self._cast(x))
+        return logits.float(), features.float()
+
+
 def apply_transform(model: nn.Module, name: str) -> nn.Module:
     """Apply a named structural transform (as recorded in a candidate's provenance)."""
     if name == "dynamic_int8":
         return quantize_dynamic_int8(model)
+    if name in _HALF:
+        import copy
+
+        return HalfPrecision(copy.deepcopy(model).cpu().eval(), _HALF[name])
     raise ValueError(f"unknown model transform '{name}'; known: {', '.join(TRANSFORMS)}")
 
 

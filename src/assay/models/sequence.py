@@ -78,7 +78,8 @@ class _TransformerBody(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z, pad = self.tokens(x)  # (B, T, D), (B, T)
-        z = torch.cat([self.cls.expand(len(z), -1, -1), z], dim=1) + self.position[:, : z.shape[1] + 1]
+        # shape[0], not len(): len() would freeze the batch size in an exported ONNX graph
+        z = torch.cat([self.cls.expand(z.shape[0], -1, -1), z], dim=1) + self.position[:, : z.shape[1] + 1]
         pad = torch.cat([torch.zeros_like(pad[:, :1]), pad], dim=1)  # the [CLS] slot is never padding
         for block in self.blocks:
             z = block(z, pad)

@@ -82,6 +82,9 @@ class Prune(Recipe):
             raise ValueError(f"structured pruning supports {' and '.join(_WIDTH_OPTION)}, not '{arch['name']}'; use method = \"magnitude\" or distill to a smaller student")
         torch.manual_seed(context.seed)
         model = copy.deepcopy(parent.model).cpu()
+        if arch.get("frozen"):  # pruned pretrained weights are no longer the source's: saved with the candidate
+            arch["frozen"] = False
+            model.frozen_prefixes = ()
         prune_step = self._channel_steps(model, context) if self.method == "channels" else self._magnitude_steps(model)
         history: list[dict[str, Any]] = []
         seconds, best = 0.0, 0

@@ -197,6 +197,12 @@ def _caveats(data: ReportData) -> str:
         notes.append("Latency was measured on the machine named above; re-measure on the hardware you will serve from.")
     if data.decision is not None and "statistically tied" in data.decision.reason:
         notes.append("The pick rests on a tie-break: front members were statistically tied on the first objective, so a later objective decided.")
+    drop = row.get("accuracy_drop")
+    if drop is not None and drop.details.get("relation") == "parent":
+        d = drop.details
+        harmed = ", ".join(f"'{_md(c)}'" for c in d.get("harmed_classes", []))
+        notes.append(f"Compressed from {_md(d['against'])}: it gets {d.get('forgotten_count', 0)} test examples wrong that its parent gets right "
+                     f"(accuracy drop {drop.interval_text()})" + (f"; class {harmed} lost disproportionately" if harmed else "") + ".")
     for e in data.skipped():
         if e.candidate == data.chosen:
             notes.append(f"The {_md(e.check)} check did not apply: {_md(e.details.get('reason', 'no reason recorded'))}.")
