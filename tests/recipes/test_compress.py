@@ -134,3 +134,20 @@ def test_exported_graphs_take_any_batch_size(arch, shape, options):
     graph = exported.OnnxClassifier(exported.export_onnx(model, example))
     batch = torch.randint(1, 50, (5, *shape)) if options else torch.randn(5, *shape)
     assert (graph(batch) - model(batch)).abs().max().item() < 1e-4
+
+
+def test_an_onnx_file_loads_as_a_candidate_and_quantizes(cnn, digits, tmp_path):
+    from assay.errors import ModelError
+    from assay.models import exported
+
+    x = as_input(digits.test.x)
+    path = tmp_path / "model.onnx"
+    path.write_bytes(exported.export_onnx(cnn.to("cpu").model, x[:2]))
+    loaded = make("load", "mine", {}, digits, tmp_path, path=str(path))
+    assert loaded.provenance.transforms == ("onnx_fp32",)
+    assert (loaded.predict(x) - cnn.predict(x)).abs().max().item() < 1e-4
+    int8 = make("export", "mine-int8", {"mine": loaded}, digits, tmp_path, parent="mine", precision="int8")
+    assert int8.provenance.transforms == ("onnx_int8",) and accuracy(int8, digits) >= accuracy(cnn, digits) - 0.02
+    wrong_task = digits.without_classes(["9"])  # nine classes: the model's ten logits do not fit
+    with pytest.raises(ModelError, match="10 classes|9 classes"):
+        make("load", "misfit", {}, wrong_task, tmp_path, path=str(path))
