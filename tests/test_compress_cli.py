@@ -45,6 +45,7 @@ def test_relative_gates_exit_1_when_every_variant_loses_too_much(tmp_path, extra
     assert out.returncode == code, out.stderr
     assert ("ship " + chosen if chosen else "no candidate passes the gates") in out.stdout
     assert "mlp-wrecked: accuracy_drop <= 0.01" in out.stdout or chosen  # the failure is named
+    assert [line.split()[-1] for line in out.stdout.splitlines() if line.lstrip("* ").startswith("mlp ")] == ["reference"]
 
 
 def test_compress_a_saved_candidate(tmp_path):

@@ -179,7 +179,7 @@ def _summary(run_id, candidates, evidence, decision) -> str:
     rows = [["candidate", "recipe", *metrics, "gates"]]
     recipes = {c["name"]: c.get("recipe", "") + (f"({c['parent']})" if c.get("parent") else "") for c in candidates}
     for name in table:
-        passed = "-" if decision is None or not decision.gates else ("pass" if name in decision.passed else "FAIL")
+        passed = "-" if decision is None or not decision.gates else ("pass" if name in decision.passed else "reference" if decision.is_reference(name) else "FAIL")
         mark = "* " if decision is not None and name == decision.chosen else "  "
         rows.append([mark + name, recipes.get(name, ""), *(table[name].get(m, "") for m in metrics), passed])
     lines = [f"\nrun {run_id}", _format_table(rows)]

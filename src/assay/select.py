@@ -132,6 +132,11 @@ class Decision:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def is_reference(self, name: str) -> bool:
+        """True when ``name`` fails only relative gates (``*_drop``) it has no measurement for: the parent variants are compared with."""
+        failed = [r for r in self.gate_results if r.candidate == name and not r.passed]
+        return bool(failed) and all(r.value is None and r.gate.split()[0].endswith("_drop") for r in failed)
+
     @classmethod
     def from_dict(cls, data: Mapping) -> Decision:
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}

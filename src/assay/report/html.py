@@ -131,6 +131,8 @@ def _status(data: ReportData, name: str, failures: Mapping[str, list[str]]) -> d
         return {"kind": "", "text": ""}
     if name == d.chosen:
         return {"kind": "chosen", "text": "chosen"}
+    if d.is_reference(name):
+        return {"kind": "", "text": "the parent: relative gates judge its variants"}
     if name in failures:
         return {"kind": "fail", "text": "fails " + ", ".join(dict.fromkeys(g.split()[0] for g in failures[name])), "detail": "; ".join(failures[name])}
     if name in d.pareto:
