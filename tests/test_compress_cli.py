@@ -55,7 +55,7 @@ def test_compress_a_saved_candidate(tmp_path):
     saved = next((tmp_path / "runs").glob("gates-*/candidates/mlp.safetensors"))
     out = assay("compress", str(saved), "--task", "digits", "--out", str(tmp_path / "runs"), "--quiet")
     assert out.returncode in (0, 1), out.stderr
-    for variant in ("mlp-int8", "mlp-ort", "mlp-ort-int8", "mlp-pruned"):
+    for variant in ("mlp-int8", "mlp-ort", "mlp-ort-int8", "mlp-pruned", "mlp-student"):
         assert variant in out.stdout
     report = next((tmp_path / "runs").glob("compress-mlp-*/report.html")).read_text()
     assert "Compression: what each variant lost" in report and 'id="fig-pareto' in report

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("study", type=Path, help="the study file (TOML)")
     run.add_argument("--new", action="store_true", help="start a new run instead of resuming an unfinished one")
     compress = sub.add_parser("compress", parents=[common], help="compress a saved model and judge every variant",
-                              description="Quantize, prune and export a saved model (NAME.safetensors + NAME.json, or a .onnx file), "
+                              description="Quantize, prune, distil and export a saved model (NAME.safetensors + NAME.json, or a .onnx file), "
                               "run the whole battery on every variant against it, and pick the fastest, smallest one that keeps its accuracy. "
                               "The study it runs is written beside the runs folder, to edit and re-run with 'assay run'.")
     compress.add_argument("model", type=Path, help="the saved model: NAME.safetensors (with NAME.json) or MODEL.onnx")

@@ -22,7 +22,7 @@ def compression_study(model: Path, task: str, *, max_drop: float = 0.01, seed: i
     """The study file's text for compressing ``model`` on ``task`` (a builtin name or a data path)."""
     model = Path(model).resolve()
     parent = model.stem
-    arch, transforms = _describe(model)
+    arch, options, transforms = _describe(model)
     if transforms and transforms != ["onnx_fp32"]:
         raise ModelError(f"{model}: already compressed ({', '.join(transforms)}); compress its float parent instead")
     recipes = [{"name": parent, "kind": "load", "path": str(model)}]
@@ -36,6 +36,9 @@ def compression_study(model: Path, task: str, *, max_drop: float = 0.01, seed: i
         ]
         if arch in STRUCTURED:
             recipes.append({"name": f"{parent}-pruned", "kind": "prune", "parent": parent, "method": "channels", "sparsity": 0.5})
+        student = _student(arch, options)
+        if student is not None:
+            recipes.append({"name": f"{parent}-student", "kind": "distill", "parent": parent, **student})
     source = Path(task)
     task_line = f"path = {json.dumps(str(source.resolve()))}" if source.exists() else f"builtin = {json.dumps(task)}"
     lines = [
@@ -47,7 +50,7 @@ def compression_study(model: Path, task: str, *, max_drop: float = 0.01, seed: i
         task_line,
     ]
     for recipe in recipes:
-        lines += ["", "[[recipe]]", *(f"{k} = {json.dumps(v)}" for k, v in recipe.items())]
+        lines += ["", "[[recipe]]", *(f"{k} = {_toml(v)}" for k, v in recipe.items())]
     lines += [
         "", "[checks]", f"run = {json.dumps(list(CHECKS))}",
         "", "[policy]", f"gates = {json.dumps([f'accuracy_drop <= {max_drop}'])}",
@@ -56,12 +59,12 @@ def compression_study(model: Path, task: str, *, max_drop: float = 0.01, seed: i
     return "\n".join(lines)
 
 
-def _describe(model: Path) -> tuple[str, list[str]]:
-    """The architecture name and transforms of a saved model, read without loading it."""
+def _describe(model: Path) -> tuple[str, dict, list[str]]:
+    """The architecture name, its options and the transforms of a saved model, read without loading it."""
     if model.suffix == ".onnx":
         if not model.is_file():
             raise ModelError(f"{model}: model file not found; give a .onnx file or a NAME.safetensors with its NAME.json")
-        return "onnx", ["onnx_fp32"]
+        return "onnx", {}, ["onnx_fp32"]
     meta = model.with_suffix(".json")
     if model.suffix not in (".safetensors", ".json"):
         raise ModelError(f"{model}: unknown model format '{model.suffix}'; give a NAME.safetensors (with its NAME.json) or a .onnx file")
@@ -69,9 +72,37 @@ def _describe(model: Path) -> tuple[str, list[str]]:
         raise ModelError(f"{model.with_suffix('')}: model not found (an assay model is NAME.safetensors with its NAME.json); check the path")
     try:
         data = json.loads(meta.read_text())
-        return str(data["arch"]["name"]), list(data.get("transforms", []))
+        arch = dict(data["arch"])
+        return str(arch.pop("name")), arch, list(data.get("transforms", []))
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ModelError(f"{meta}: not an assay candidate description ({error}); save the candidate with assay") from None
+
+
+def _student(arch: str, options: dict) -> dict | None:
+    """A smaller architecture to distil into: half the widths, or a small transformer for text encoders."""
+    if arch == "cnn":
+        channels = options.get("channels") or (32, 64, 128)
+        return {"arch": "cnn", "arch_options": {"channels": [max(4, c // 2) for c in channels]}}
+    if arch == "mlp":
+        hidden = options.get("hidden") or (256, 128)
+        return {"arch": "mlp", "arch_options": {"hidden": [max(4, h // 2) for h in hidden]}}
+    reads_tokens = arch == "pretrained" or (arch in ("gru", "transformer") and options.get("vocab_size") is not None)
+    if reads_tokens:
+        return {"arch": "transformer", "arch_options": {"dim": 128, "depth": 2, "heads": 4}, "lr": 1e-3}
+    return None
+
+
+def _toml(value: object) -> str:
+    """A TOML value (strings, numbers, lists and inline tables are all a study needs)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
 def _slug(name: str) -> str:
