@@ -151,3 +151,18 @@ def test_an_onnx_file_loads_as_a_candidate_and_quantizes(cnn, digits, tmp_path):
     wrong_task = digits.without_classes(["9"])  # nine classes: the model's ten logits do not fit
     with pytest.raises(ModelError, match="10 classes|9 classes"):
         make("load", "misfit", {}, wrong_task, tmp_path, path=str(path))
+
+
+def test_dynamic_int8_covers_recurrent_layers_and_round_trips(tmp_path):
+    from assay.data.builtin import load_builtin
+
+    signals = load_builtin("mnist1d", seed=0)
+    gru = make("train", "gru", {}, signals, tmp_path, arch="gru", epochs=4)
+    int8 = make("quantize", "gru-int8", {"gru": gru}, signals, tmp_path, parent="gru")
+    assert "int8" in type(int8.model.body.gru).__module__ or "quantized" in type(int8.model.body.gru).__module__
+    assert int8.deploy_bytes() < 0.5 * gru.deploy_bytes()
+    assert abs(accuracy(int8, signals) - accuracy(gru, signals)) <= 0.02
+    int8.save(tmp_path)
+    back = Candidate.load(tmp_path, "gru-int8")
+    x = as_input(signals.test.x)
+    assert back.id == int8.id and torch.equal(back.predict(x), int8.predict(x))

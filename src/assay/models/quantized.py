@@ -20,16 +20,40 @@ TRANSFORMS = ("dynamic_int8", "fp16", "bf16")
 _HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def _dynamic_linear_type() -> type:
+def _dynamic_types() -> tuple[type, type]:
+    """PyTorch's dynamic int8 Linear, and the base of its dynamic int8 GRU and LSTM."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from torch.ao.nn.quantized.dynamic import Linear
+        from torch.ao.nn.quantized.dynamic.modules.rnn import RNNBase
 
-    return Linear
+    return Linear, RNNBase
+
+
+def _qtensor_out(out: dict[str, torch.Tensor], key: str, w: torch.Tensor) -> None:
+    """A quantized tensor as plain tensors: int8 values, scales, zero points."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out[f"{key}.int8"] = w.int_repr().contiguous()
+        if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+            out[f"{key}.scales"] = w.q_per_channel_scales().to(torch.float64)
+            out[f"{key}.zero_points"] = w.q_per_channel_zero_points().to(torch.int64)
+        else:
+            out[f"{key}.scales"] = torch.tensor([w.q_scale()], dtype=torch.float64)
+            out[f"{key}.zero_points"] = torch.tensor([w.q_zero_point()], dtype=torch.int64)
+
+
+def _qtensor_in(tensors: dict[str, torch.Tensor], key: str) -> torch.Tensor:
+    values, scales, zero_points = (tensors[f"{key}.{k}"] for k in ("int8", "scales", "zero_points"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if len(scales) == 1 and values.shape[0] != 1:
+            return torch._make_per_tensor_quantized_tensor(values, float(scales[0]), int(zero_points[0]))
+        return torch._make_per_channel_quantized_tensor(values, scales, zero_points, 0)
 
 
 def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` whose Linear layers run int8 matmuls (weights per-channel, activations per batch)."""
+    """A copy of ``model`` whose Linear, GRU and LSTM layers run int8 matmuls (weights per-channel, activations per batch)."""
     import copy
 
     with warnings.catch_warnings():
@@ -37,7 +61,8 @@ def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
         model = copy.deepcopy(model).cpu().eval()  # quantized kernels are CPU-only
-        model = quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+        spec = {kind: per_channel_dynamic_qconfig for kind in (nn.Linear, nn.GRU, nn.LSTM)}
+        model = quantize_dynamic(model, spec, dtype=torch.qint8)
     model.frozen_prefixes = ()  # int8 weights are no longer the pretrained ones: save them all
     return model
 
@@ -79,7 +104,7 @@ def apply_transform(model: nn.Module, name: str) -> nn.Module:
 
 def export_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """Every tensor needed to rebuild ``model``'s weights, as plain tensors."""
-    qlinear = _dynamic_linear_type()
+    qlinear, qrnn = _dynamic_types()
     frozen = getattr(model, "frozen_prefixes", ())  # pretrained and unchanged: re-read from the source, not saved
     out = {
         k: v.detach().cpu().contiguous()
@@ -90,19 +115,18 @@ def export_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
         if isinstance(module, qlinear):
             for key in [k for k in out if k.startswith(f"{prefix}._packed_params")]:
                 del out[key]
-            w = module.weight()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                out[f"{prefix}.qweight.int8"] = w.int_repr().contiguous()
-                if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
-                    out[f"{prefix}.qweight.scales"] = w.q_per_channel_scales().to(torch.float64)
-                    out[f"{prefix}.qweight.zero_points"] = w.q_per_channel_zero_points().to(torch.int64)
-                else:
-                    out[f"{prefix}.qweight.scales"] = torch.tensor([w.q_scale()], dtype=torch.float64)
-                    out[f"{prefix}.qweight.zero_points"] = torch.tensor([w.q_zero_point()], dtype=torch.int64)
+            _qtensor_out(out, f"{prefix}.qweight", module.weight())
             bias = module.bias()
             if bias is not None:
                 out[f"{prefix}.qweight.bias"] = bias.detach().contiguous()
+        elif isinstance(module, qrnn):
+            for key in [k for k in out if k.startswith(f"{prefix}._all_weight_values")]:
+                del out[key]
+            weights = module._weight_bias()
+            for name, w in weights["weight"].items():
+                _qtensor_out(out, f"{prefix}.qrnn.{name}", w)
+            for name, b in weights["bias"].items():
+                out[f"{prefix}.qrnn.{name}"] = b.detach().contiguous()
     return out
 
 
@@ -113,7 +137,7 @@ def import_tensors(model: nn.Module, tensors: dict[str, torch.Tensor]) -> list[s
     quantized Linear layers re-pack weights there in a way that, measured
     here, changes their outputs.
     """
-    qlinear = _dynamic_linear_type()
+    qlinear, qrnn = _dynamic_types()
     expected = set(export_tensors(model))
     problems = [f"missing tensor '{k}'" for k in sorted(expected - set(tensors))]
     problems += [f"unexpected tensor '{k}'" for k in sorted(set(tensors) - expected)]
@@ -123,16 +147,15 @@ def import_tensors(model: nn.Module, tensors: dict[str, torch.Tensor]) -> list[s
     with torch.no_grad():
         for prefix, module in model.named_modules():
             if isinstance(module, qlinear):
-                values, scales, zero_points = (tensors[f"{prefix}.qweight.{k}"] for k in ("int8", "scales", "zero_points"))
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    if len(scales) == 1 and values.shape[0] != 1:
-                        weight = torch._make_per_tensor_quantized_tensor(values, float(scales[0]), int(zero_points[0]))
-                    else:
-                        weight = torch._make_per_channel_quantized_tensor(values, scales, zero_points, 0)
-                module.set_weight_bias(weight, tensors.get(f"{prefix}.qweight.bias"))
+                module.set_weight_bias(_qtensor_in(tensors, f"{prefix}.qweight"), tensors.get(f"{prefix}.qweight.bias"))
+            elif isinstance(module, qrnn):
+                current = module._weight_bias()
+                module.set_weight_bias({  # one flat dict of every layer's weights and biases
+                    **{name: _qtensor_in(tensors, f"{prefix}.qrnn.{name}") for name in current["weight"]},
+                    **{name: tensors[f"{prefix}.qrnn.{name}"] for name in current["bias"]},
+                })
         for key, value in tensors.items():
-            if ".qweight." in key:
+            if ".qweight." in key or ".qrnn." in key:
                 continue
             target = state[key]
             if target.shape != value.shape:

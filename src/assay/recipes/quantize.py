@@ -9,7 +9,7 @@ from .base import Recipe, RecipeContext, derived_provenance, register_recipe
 
 @register_recipe
 class Quantize(Recipe):
-    """Int8 weights for the parent's Linear layers (activations quantized per batch), or fp16/bf16 weights.
+    """Int8 weights for the parent's Linear, GRU and LSTM layers (activations quantized per batch), or fp16/bf16 weights.
 
     ``mode``: ``dynamic_int8`` (PyTorch's fbgemm kernels), ``fp16`` or
     ``bf16`` (half the size; on a CPU without native half-precision units
