@@ -80,3 +80,19 @@ def test_a_folder_that_is_not_a_model_is_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "assay", "run", str(study), "--out", str(tmp_path / "runs")], capture_output=True, text=True)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "not a model folder" in out.stderr and str(tmp_path) in out.stderr
+
+
+def test_head_pruning_shrinks_minilm_and_reloads(few_tweets, tmp_path):
+    ctx = RecipeContext(task=few_tweets, work_dir=tmp_path / "p", progress=False, shared_dir=tmp_path / "s")
+    probe = make_recipe("transfer", {"epochs": 20}, "x").make("probe", ctx)
+    ctx = replace(ctx, work_dir=tmp_path / "h", candidates={"probe": probe})
+    pruned = make_recipe("prune", {"parent": "probe", "method": "heads", "sparsity": 0.5, "steps": 2, "epochs_per_step": 1}, "x").make("heads", ctx)
+    kept = pruned.provenance.arch["kept_heads"]
+    assert [len(k) for k in kept] == [6] * 6  # MiniLM: 6 layers of 12 heads, half kept
+    attention = pruned.model.body.model.encoder.layer[0].attention
+    assert attention.self.query.out_features == 6 * 32 and attention.output.dense.in_features == 6 * 32
+    assert pruned.parameter_count() < probe.parameter_count() - 6 * 4 * 384 * 192  # q, k, v and output lose half their weights in every layer
+    pruned.save(tmp_path / "c")
+    loaded = Candidate.load(tmp_path / "c", "heads")
+    x = as_input(few_tweets.test.x[:8])
+    assert torch.equal(loaded.predict(x), pruned.predict(x))

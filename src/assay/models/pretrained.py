@@ -70,6 +70,52 @@ class TextEncoder(nn.Module):
         return nn.functional.normalize(pooled, dim=-1)
 
 
+def _attention_layers(encoder: TextEncoder) -> list[nn.Module]:
+    """Each transformer layer's attention block (self-attention + output projection), BERT layout."""
+    layers = getattr(getattr(encoder.model, "encoder", None), "layer", None)
+    if layers is None or not all(hasattr(layer, "attention") and hasattr(layer.attention, "self") for layer in layers):
+        raise ModelError(f"{type(encoder.model).__name__}: attention-head pruning needs a BERT-style encoder (encoder.layer[i].attention.self)")
+    return [layer.attention for layer in layers]
+
+
+def head_importance(encoder: TextEncoder) -> list[torch.Tensor]:
+    """Per layer, ``(heads,)``: the L2 norm of every weight a head owns (its query, key and value rows, its output-projection columns)."""
+    out = []
+    for attention in _attention_layers(encoder):
+        sa, size = attention.self, attention.self.attention_head_size
+        heads = sa.query.out_features // size
+        owned = sum(lin.weight.view(heads, size, -1).pow(2).sum((1, 2)) for lin in (sa.query, sa.key, sa.value))
+        owned = owned + attention.output.dense.weight.view(-1, heads, size).pow(2).sum((0, 2))
+        out.append(owned.sqrt())
+    return out
+
+
+def keep_heads(encoder: TextEncoder, kept: Sequence[Sequence[int]]) -> None:
+    """Remove every attention head not listed in ``kept[layer]``, in place (the projections really shrink).
+
+    transformers 5 dropped ``prune_heads``; BERT's attention reshapes with
+    ``-1`` heads, so slicing the projections is all a smaller layer needs.
+    """
+    with torch.no_grad():
+        for attention, heads in zip(_attention_layers(encoder), kept):
+            sa, size = attention.self, attention.self.attention_head_size
+            index = torch.cat([torch.arange(h * size, (h + 1) * size) for h in sorted(heads)])
+            for name in ("query", "key", "value"):
+                old = getattr(sa, name)
+                new = nn.Linear(old.in_features, len(index), bias=old.bias is not None)
+                new.weight.copy_(old.weight[index])
+                if old.bias is not None:
+                    new.bias.copy_(old.bias[index])
+                setattr(sa, name, new)
+            dense = attention.output.dense
+            new = nn.Linear(len(index), dense.out_features, bias=dense.bias is not None)
+            new.weight.copy_(dense.weight[:, index])
+            if dense.bias is not None:
+                new.bias.copy_(dense.bias)
+            attention.output.dense = new
+            sa.num_attention_heads, sa.all_head_size = len(heads), len(index)
+
+
 def pretrained(
     input_shape: Sequence[int],
     num_classes: int,
@@ -77,6 +123,7 @@ def pretrained(
     source: str = "minilm",
     frozen: bool = True,
     weights_sha256: str | None = None,
+    kept_heads: Sequence[Sequence[int]] | None = None,
 ) -> Classifier:
     """A pretrained text encoder with a linear head.
 
@@ -85,10 +132,13 @@ def pretrained(
         frozen: the encoder is the pretrained one unchanged; it is then not
             saved with the candidate but re-read from ``source`` (checked
             against ``weights_sha256``).
+        kept_heads: per layer, the attention heads that remain after pruning.
     """
     if frozen and weights_sha256 is not None and weights_digest(source) != weights_sha256:
         raise ModelError(f"{source}: pretrained weights differ from the ones this candidate was made with; reinstall the same version")
     encoder = TextEncoder(source)
+    if kept_heads is not None:
+        keep_heads(encoder, kept_heads)
     model = Classifier(encoder, nn.Linear(encoder.dim, num_classes))
     if frozen:
         for p in encoder.parameters():

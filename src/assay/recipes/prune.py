@@ -33,7 +33,7 @@ from ..models.inputs import as_input
 from .base import Recipe, RecipeContext, derived_provenance, register_recipe
 from .train import TrainConfig, fit
 
-METHODS = ("channels", "magnitude")
+METHODS = ("channels", "heads", "magnitude")
 _WIDTH_OPTION = {"cnn": "channels", "mlp": "hidden"}  # the zoo option structured pruning changes
 
 
@@ -61,7 +61,7 @@ class Prune(Recipe):
         sparsity: float = 0.5,
         steps: int = 3,
         epochs_per_step: int = 8,
-        lr: float = 1e-3,
+        lr: float | None = None,
         batch_size: int = 64,
     ) -> None:
         if method not in METHODS:
@@ -71,7 +71,8 @@ class Prune(Recipe):
         if steps < 1 or epochs_per_step < 0:
             raise ValueError("'steps' must be at least 1 and 'epochs_per_step' at least 0")
         self.parent, self.method, self.sparsity, self.steps = parent, method, sparsity, steps
-        self.epochs_per_step, self.lr, self.batch_size = epochs_per_step, lr, batch_size
+        self.epochs_per_step, self.batch_size = epochs_per_step, batch_size
+        self.lr = lr if lr is not None else (5e-5 if method == "heads" else 1e-3)  # a pretrained encoder wants a gentle fine-tune
 
     def make(self, name: str, context: RecipeContext) -> Candidate:
         parent = context.parent(self.parent, f"[[recipe]] '{name}'")
@@ -79,13 +80,17 @@ class Prune(Recipe):
         if parent.provenance.transforms:
             raise ValueError(f"parent '{parent.name}' is already transformed ({', '.join(parent.provenance.transforms)}); prune its float parent")
         if self.method == "channels" and arch["name"] not in _WIDTH_OPTION:
-            raise ValueError(f"structured pruning supports {' and '.join(_WIDTH_OPTION)}, not '{arch['name']}'; use method = \"magnitude\" or distill to a smaller student")
+            raise ValueError(f"channel pruning supports {' and '.join(_WIDTH_OPTION)}, not '{arch['name']}'; use method = \"heads\" for a pretrained encoder, \"magnitude\", or distill to a smaller student")
+        if self.method == "heads" and arch["name"] != "pretrained":
+            raise ValueError(f"head pruning supports pretrained encoders, not '{arch['name']}'; use method = \"channels\" or \"magnitude\"")
         torch.manual_seed(context.seed)
         model = copy.deepcopy(parent.model).cpu()
         if arch.get("frozen"):  # pruned pretrained weights are no longer the source's: saved with the candidate
             arch["frozen"] = False
             model.frozen_prefixes = ()
-        prune_step = self._channel_steps(model, context) if self.method == "channels" else self._magnitude_steps(model)
+        steps = {"channels": lambda: self._channel_steps(model, context), "heads": lambda: self._head_steps(model, arch),
+                 "magnitude": lambda: self._magnitude_steps(model)}
+        prune_step = steps[self.method]()
         history: list[dict[str, Any]] = []
         seconds, best = 0.0, 0
         for step in range(1, self.steps + 1):
@@ -116,6 +121,25 @@ class Prune(Recipe):
         pruner = tp.pruner.MetaPruner(model, example, importance=tp.importance.GroupMagnitudeImportance(p=2),
                                       pruning_ratio=self.sparsity, iterative_steps=self.steps, ignored_layers=[model.head])
         return lambda step: pruner.step()
+
+    def _head_steps(self, model: nn.Module, arch: dict[str, Any]):
+        """Each step keeps the heads with the largest weights in every layer; ``arch["kept_heads"]`` records them by original index."""
+        from ..models.pretrained import head_importance, keep_heads
+
+        for p in model.parameters():
+            p.requires_grad_(True)  # the encoder is fine-tuned after each cut
+        original = [list(range(len(scores))) for scores in head_importance(model.body)]
+        kept = [list(heads) for heads in (arch.get("kept_heads") or original)]
+
+        def step(i: int) -> None:
+            target = [max(1, round(len(heads) * (1 - self.sparsity * i / self.steps))) for heads in original]
+            scores = head_importance(model.body)
+            local = [sorted(torch.topk(s, k).indices.tolist()) for s, k in zip(scores, target)]
+            keep_heads(model.body, local)
+            kept[:] = [[layer[j] for j in chosen] for layer, chosen in zip(kept, local)]
+            arch["kept_heads"] = [list(k) for k in kept]
+
+        return step
 
     def _magnitude_steps(self, model: nn.Module):
         layers = [(m, "weight") for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
