@@ -26,8 +26,9 @@ def compression_study(model: Path, task: str, *, max_drop: float = 0.01, seed: i
     if transforms and transforms != ["onnx_fp32"]:
         raise ModelError(f"{model}: already compressed ({', '.join(transforms)}); compress its float parent instead")
     recipes = [{"name": parent, "kind": "load", "path": str(model)}]
-    if arch == "onnx":
-        recipes.append({"name": f"{parent}-ort-int8", "kind": "export", "parent": parent, "precision": "int8"})
+    if arch == "onnx":  # the architecture is unknown: try both int8 forms (dynamic suits matmuls, static suits convolutions)
+        recipes += [{"name": f"{parent}-ort-int8", "kind": "export", "parent": parent, "precision": "int8"},
+                    {"name": f"{parent}-ort-static-int8", "kind": "export", "parent": parent, "precision": "static_int8"}]
     else:
         recipes += [
             {"name": f"{parent}-int8", "kind": "quantize", "parent": parent},
