@@ -65,3 +65,12 @@ def test_compress_a_saved_candidate(tmp_path):
 def test_compress_names_a_missing_model(tmp_path):
     line = _one_line_error(assay("compress", str(tmp_path / "nope.safetensors"), "--task", "digits", "--out", str(tmp_path / "runs")))
     assert "nope" in line and "not found" in line
+
+
+def test_compressing_a_compressed_parent_is_refused_before_training(tmp_path):
+    study = tmp_path / "twice.toml"
+    study.write_text(STUDY.split("[[recipe]]\nname = \"mlp-wrecked\"")[0] + INT8
+                     + '[[recipe]]\nname = "p"\nkind = "prune"\nparent = "mlp-int8"\n[checks]\nrun = ["performance"]\n')
+    line = _one_line_error(assay("run", str(study), "--out", str(tmp_path / "runs")))
+    assert "'p'" in line and "mlp-int8" in line and "already compressed" in line
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("gates-*/candidates/*.safetensors"))

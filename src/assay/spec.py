@@ -140,6 +140,9 @@ def parse_study(text: str, *, path: Path | None = None) -> StudySpec:
     )
 
 
+_FLOAT_PARENT_ONLY = ("quantize", "prune", "export")  # kinds that change a float model's weights or structure
+
+
 def _recipes(tables: object, where: str) -> tuple[RecipeSpec, ...]:
     from .recipes import make_recipe
 
@@ -165,6 +168,11 @@ def _recipes(tables: object, where: str) -> tuple[RecipeSpec, ...]:
         parent = getattr(recipe, "parent", None)
         if parent is not None and not any(r.name == parent for r in out):
             raise SpecError(f"{label}: parent '{parent}' is not a recipe listed above{did_you_mean(parent, [r.name for r in out])}")
+        if parent is not None and kind in _FLOAT_PARENT_ONLY:
+            made = next(r for r in out if r.name == parent)
+            float_graph = kind == "export" and made.kind == "export" and made.options.get("precision", "fp32") == "fp32"
+            if made.kind in ("quantize", "export") and not float_graph:
+                raise SpecError(f"{label}: parent '{parent}' is already compressed (kind = \"{made.kind}\"); name its float parent instead")
         out.append(RecipeSpec(name, kind, options, labels))
     return tuple(out)
 

@@ -44,6 +44,15 @@ class RecipeContext:
             raise SpecError(f"{where}: parent '{name}' is not a candidate made before this recipe{did_you_mean(name, self.candidates)}; list the parent's recipe first")
         return self.candidates[name]
 
+    def float_parent(self, name: str, where: str, allow: tuple[str, ...] = ()) -> Candidate:
+        """The parent, refused when it is already compressed (int8, half precision, a graph), unless its transforms are in ``allow``."""
+        parent = self.parent(name, where)
+        transforms = parent.provenance.transforms
+        if transforms and tuple(transforms) != allow:
+            raise SpecError(f"{where}: parent '{name}' is already compressed ({', '.join(transforms)}); "
+                            f"name its float parent ({parent.provenance.parent or 'the model it came from'}) instead")
+        return parent
+
 
 def derived_provenance(parent: Candidate, recipe: Recipe, *, transforms: tuple[str, ...] = (), arch: dict[str, Any] | None = None) -> Provenance:
     """Provenance of a candidate made from ``parent`` by ``recipe``: the parent recorded, its transforms extended.

@@ -37,13 +37,10 @@ class Export(Recipe):
         self.parent, self.precision, self.calibration_examples = parent, precision, calibration_examples
 
     def make(self, name: str, context: RecipeContext) -> Candidate:
-        parent = context.parent(self.parent, f"[[recipe]] '{name}'")
+        parent = context.float_parent(self.parent, f"[[recipe]] '{name}'", allow=("onnx_fp32",))
         example = as_input(context.task.train.x[:2])
-        transforms = parent.provenance.transforms
-        if transforms == ("onnx_fp32",):  # already a float graph (e.g. loaded from a .onnx file)
+        if parent.provenance.transforms:  # already a float graph (e.g. loaded from a .onnx file)
             data = parent.model.graph_bytes()
-        elif transforms:
-            raise ValueError(f"parent '{parent.name}' is already transformed ({', '.join(transforms)}); export its float parent instead")
         else:
             data = exported.export_onnx(parent.model, example, flops_per_sample=parent.to("cpu").flops_per_sample(example[:1]))
         transform = PRECISIONS[self.precision]

@@ -26,7 +26,7 @@ import torch
 import torch.nn.utils.prune as torch_prune
 from torch import nn
 
-from ..errors import require
+from ..errors import SpecError, require
 from ..models import zoo
 from ..models.candidate import Candidate
 from ..models.inputs import as_input
@@ -75,14 +75,13 @@ class Prune(Recipe):
         self.lr = lr if lr is not None else (5e-5 if method == "heads" else 1e-3)  # a pretrained encoder wants a gentle fine-tune
 
     def make(self, name: str, context: RecipeContext) -> Candidate:
-        parent = context.parent(self.parent, f"[[recipe]] '{name}'")
+        where = f"[[recipe]] '{name}'"
+        parent = context.float_parent(self.parent, where)
         arch = dict(parent.provenance.arch)
-        if parent.provenance.transforms:
-            raise ValueError(f"parent '{parent.name}' is already transformed ({', '.join(parent.provenance.transforms)}); prune its float parent")
         if self.method == "channels" and arch["name"] not in _WIDTH_OPTION:
-            raise ValueError(f"channel pruning supports {' and '.join(_WIDTH_OPTION)}, not '{arch['name']}'; use method = \"heads\" for a pretrained encoder, \"magnitude\", or distill to a smaller student")
+            raise SpecError(f"{where}: channel pruning supports {' and '.join(_WIDTH_OPTION)}, not '{arch['name']}'; use method = \"heads\" for a pretrained encoder, \"magnitude\", or distill to a smaller student")
         if self.method == "heads" and arch["name"] != "pretrained":
-            raise ValueError(f"head pruning supports pretrained encoders, not '{arch['name']}'; use method = \"channels\" or \"magnitude\"")
+            raise SpecError(f"{where}: head pruning supports pretrained encoders, not '{arch['name']}'; use method = \"channels\" or \"magnitude\"")
         torch.manual_seed(context.seed)
         model = copy.deepcopy(parent.model).cpu()
         if arch.get("frozen"):  # pruned pretrained weights are no longer the source's: saved with the candidate

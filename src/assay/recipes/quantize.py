@@ -33,6 +33,6 @@ class Quantize(Recipe):
         self.mode = mode
 
     def make(self, name: str, context: RecipeContext) -> Candidate:
-        parent = context.parent(self.parent, f"[[recipe]] '{name}'")
+        parent = context.float_parent(self.parent, f"[[recipe]] '{name}'")
         model = quantized.apply_transform(parent.model, self.mode)
         return Candidate(name, model, derived_provenance(parent, self, transforms=(self.mode,)))
