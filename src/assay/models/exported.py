@@ -59,11 +59,15 @@ def export_onnx(model: nn.Module, example: torch.Tensor, flops_per_sample: float
         logging.getLogger(name).setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            _LogitsAndFeatures(model), (example,), None, input_names=["x"], output_names=["logits", "features"],
-            dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False,
-        )
-        program.optimize()
+        try:
+            program = torch.onnx.export(
+                _LogitsAndFeatures(model), (example,), None, input_names=["x"], output_names=["logits", "features"],
+                dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False,
+            )
+            program.optimize()
+        except Exception as error:  # noqa: BLE001 -- the exporter raises many types; the user needs one line
+            raise ModelError(f"ONNX export of {type(model).__name__}: failed ({str(error).strip().splitlines()[0][:200]}); "
+                             "export its float parent, or keep it as a PyTorch candidate") from None
     proto = program.model_proto
     _check_dynamic_batch(proto.SerializeToString(), model, example)
     if flops_per_sample is not None:
