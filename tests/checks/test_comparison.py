@@ -31,6 +31,13 @@ def test_compares_a_child_with_its_parent(cnn, mlp, digits, context, tmp_path):
     assert drop.details["against"] == "cnn" and drop.details["relation"] == "parent"
     assert drop.low <= drop.value <= drop.high
     assert drop.details["verdict"] == "no significant difference"  # int8 of a small head changes almost nothing
+    from assay.checks.calibration import brier_loss, expected_calibration_error, nll_loss
+
+    rise = lambda f: f(ours.probs, ours.labels) - f(theirs.probs, theirs.labels)  # noqa: E731
+    assert evidence["ece_rise"].value == pytest.approx(rise(expected_calibration_error), abs=1e-12)
+    assert evidence["brier_loss_rise"].value == pytest.approx(rise(lambda p, y: brier_loss(p, y).mean()), abs=1e-12)
+    assert evidence["nll_loss_rise"].value == pytest.approx(rise(lambda p, y: nll_loss(p, y).mean()), abs=1e-12)
+    assert evidence["nll_loss_rise"].low <= evidence["nll_loss_rise"].value <= evidence["nll_loss_rise"].high
     # The reference itself is skipped with a reason; others compare with it.
     assert Comparison().run(mlp, context)[0].metric == "skipped"
     assert Comparison().run(cnn, context)[0].details["against"] == "mlp"

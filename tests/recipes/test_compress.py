@@ -83,6 +83,10 @@ def test_a_distilled_student_is_smaller_and_learns(wide_cnn, digits, tmp_path):
     assert accuracy(student, digits) >= 0.9
 
 
+def _confident(predicted, k):
+    return np.full((len(predicted), k), 0.1 / (k - 1)) + 0.9 * np.eye(k)[predicted] - 0.1 / (k - 1) * np.eye(k)[predicted]
+
+
 def _harm(digits, wrong_per_class):
     """The comparison check on a parent that is always right and a variant with errors planted per class."""
     y = digits.test.y
@@ -94,7 +98,7 @@ def _harm(digits, wrong_per_class):
     variant = SimpleNamespace(name="variant", provenance=SimpleNamespace(parent="parent"))
     predictions = {"parent": y, "variant": variant_pred}
     context = SimpleNamespace(task=digits, n_boot=500, seed=0, candidates={"parent": parent, "variant": variant}, reference=parent,
-                              predict=lambda c: SimpleNamespace(labels=y, predicted=predictions[c.name]))
+                              predict=lambda c: SimpleNamespace(labels=y, predicted=predictions[c.name], probs=_confident(predictions[c.name], digits.num_classes)))
     return {e.metric: e for e in Comparison().run(variant, context)}["accuracy_drop"]
 
 

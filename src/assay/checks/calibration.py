@@ -33,10 +33,10 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: in
     """
     confidence = probs.max(axis=1).astype(np.float64)
     correct = (probs.argmax(axis=1) == labels).astype(np.float64)
-    return float(_ece_batched(confidence, correct, n_bins, np.arange(len(labels))[None])[0])
+    return float(ece_batched(confidence, correct, n_bins, np.arange(len(labels))[None])[0])
 
 
-def _ece_batched(confidence: np.ndarray, correct: np.ndarray, n_bins: int, index: np.ndarray) -> np.ndarray:
+def ece_batched(confidence: np.ndarray, correct: np.ndarray, n_bins: int, index: np.ndarray) -> np.ndarray:
     """ECE for each resample row of ``index`` ``(b, n)`` -> ``(b,)``."""
     b, n = index.shape
     slots = n_bins + 1
@@ -120,7 +120,7 @@ class Calibration(Check):
         brier, nll = brier_loss(probs, y), nll_loss(probs, y)
 
         def stats(index: np.ndarray) -> np.ndarray:
-            return np.column_stack([_ece_batched(confidence, correct, self.n_bins, index), brier[index].mean(1), nll[index].mean(1)])
+            return np.column_stack([ece_batched(confidence, correct, self.n_bins, index), brier[index].mean(1), nll[index].mean(1)])
 
         low, high = percentile_interval(bootstrap(stats, len(y), n_boot=context.n_boot, seed=context.seed))
         ece = expected_calibration_error(probs, y, self.n_bins)
@@ -130,7 +130,7 @@ class Calibration(Check):
         scaled_conf, scaled_nll = scaled.max(axis=1), nll_loss(scaled, y)
 
         def scaled_stats(index: np.ndarray) -> np.ndarray:
-            return np.column_stack([_ece_batched(scaled_conf, correct, self.n_bins, index), scaled_nll[index].mean(1)])
+            return np.column_stack([ece_batched(scaled_conf, correct, self.n_bins, index), scaled_nll[index].mean(1)])
 
         s_low, s_high = percentile_interval(bootstrap(scaled_stats, len(y), n_boot=context.n_boot, seed=context.seed))
         details = {

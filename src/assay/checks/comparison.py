@@ -14,9 +14,12 @@ import numpy as np
 from scipy.stats import binomtest
 
 from .base import Check, CheckContext, Evidence, register_check
+from .calibration import ece_batched, brier_loss, nll_loss
 from .fairness import disparities, group_rates
 from .performance import macro_f1
 from .stats import bootstrap, confusion_matrices, percentile_interval
+
+ECE_BINS = 15  # the calibration check's default, so the paired rise matches its ECE
 
 
 def mcnemar_exact(reference_correct: np.ndarray, candidate_correct: np.ndarray) -> tuple[int, int, float]:
@@ -64,7 +67,8 @@ class Comparison(Check):
     """
 
     name = "comparison"
-    metrics = {"accuracy_drop": False, "macro_f1_drop": False, "worst_group_accuracy_drop": False}
+    metrics = {"accuracy_drop": False, "macro_f1_drop": False, "worst_group_accuracy_drop": False,
+               "ece_rise": False, "brier_loss_rise": False, "nll_loss_rise": False}
 
     def __init__(self, *, alpha: float = 0.05, harm_multiple: float = 2.0) -> None:
         if not 0 < alpha < 1:
@@ -89,16 +93,20 @@ class Comparison(Check):
         group_names, codes = np.unique(np.asarray(groups[attribute]).astype(str), return_inverse=True) if attribute else ([], None)
         n_groups = len(group_names)
 
+        calibration = [(pr.probs.max(axis=1), (pr.predicted == y).astype(np.float64), brier_loss(pr.probs, y), nll_loss(pr.probs, y))
+                       for pr in (theirs, ours)]
+
         def stats(index: np.ndarray) -> np.ndarray:
             cols = []
-            for pred in (b, a):  # reference first: a drop is reference minus candidate
+            for pred, (confidence, correct, brier, nll) in zip((b, a), calibration):  # reference first: a drop is reference minus candidate
                 cms = confusion_matrices(y, pred, k, index)
                 acc = np.trace(cms, axis1=1, axis2=2) / index.shape[1]
                 with np.errstate(invalid="ignore", divide="ignore"):
                     recall = np.diagonal(cms, axis1=1, axis2=2) / cms.sum(axis=2)  # (b, K); NaN where a class is absent
                 rates = group_rates(y, pred, codes, n_groups, 1, index) if attribute else np.zeros((len(index), 0, 4))
                 worst = disparities(rates)[:, 0] if attribute else np.zeros(len(index))
-                cols.append(np.column_stack([acc, macro_f1(cms), worst, recall, rates[..., 0]]))
+                ece = ece_batched(confidence, correct, ECE_BINS, index)
+                cols.append(np.column_stack([acc, macro_f1(cms), worst, recall, rates[..., 0], ece, brier[index].mean(1), nll[index].mean(1)]))
             return cols[0] - cols[1]
 
         full = stats(np.arange(len(y))[None])[0]
@@ -125,6 +133,10 @@ class Comparison(Check):
             self.evidence(candidate, "accuracy_drop", full[0], (low[0], high[0]), details=acc_details, figures=("class_drops", "forgotten_examples")),
             self.evidence(candidate, "macro_f1_drop", full[1], (low[1], high[1]), details={"against": base.name, "verdict": verdict(low[1], high[1])}),
         ]
+        for j, metric in enumerate(("ece_rise", "brier_loss_rise", "nll_loss_rise"), start=3 + k + n_groups):
+            # a rise is candidate minus reference: the negated column, its interval mirrored
+            out.append(self.evidence(candidate, metric, -full[j], (-high[j], -low[j]),
+                                     details={"against": base.name, "verdict": verdict(-high[j], -low[j])}))
         if attribute:
             out.append(self.evidence(candidate, "worst_group_accuracy_drop", full[2], (low[2], high[2]), view=f"group:{attribute}",
                                      details={"against": base.name, "attribute": attribute, "verdict": verdict(low[2], high[2]),

@@ -15,8 +15,9 @@ from ..checks.base import Evidence
 from .data import ReportData, fmt_number
 from .plots import PlotStyle, render
 
-# comparison's paired drops, and the metric each is the drop of
-_PAIRED = {"accuracy": "accuracy_drop", "macro_f1": "macro_f1_drop", "worst_group_accuracy": "worst_group_accuracy_drop"}
+# comparison's paired differences: metric -> (its paired record, +1 for a rise (variant minus parent), -1 for a drop)
+_PAIRED = {"accuracy": ("accuracy_drop", -1), "macro_f1": ("macro_f1_drop", -1), "worst_group_accuracy": ("worst_group_accuracy_drop", -1),
+           "ece": ("ece_rise", 1), "brier_loss": ("brier_loss_rise", 1), "nll_loss": ("nll_loss_rise", 1)}
 
 
 def compression_section(data: ReportData, names: Sequence[str], style: PlotStyle) -> dict[str, Any] | None:
@@ -27,7 +28,7 @@ def compression_section(data: ReportData, names: Sequence[str], style: PlotStyle
         return None
     headline = data.headline()
     metrics = [m for m in dict.fromkeys(m for n in variants for m in headline.get(n, {}))
-               if not m.endswith("_drop") and any(m in headline.get(parents[n], {}) for n in variants)]
+               if not m.endswith(("_drop", "_rise")) and any(m in headline.get(parents[n], {}) for n in variants)]
     rows = [{"metric": m, "arrow": _arrow(headline, variants, m), "cells": [_change(headline, n, parents[n], m) for n in variants]} for m in metrics]
     drops = [e for e in data.measured() if e.check == "comparison" and e.metric == "accuracy_drop" and e.candidate in variants]
     groups = [e for e in data.measured() if e.check == "comparison" and e.metric == "worst_group_accuracy_drop" and e.candidate in variants]
@@ -50,10 +51,12 @@ def _change(headline: Mapping[str, Mapping[str, Evidence]], name: str, parent: s
     if ours is None or theirs is None:
         return {"value": "–", "interval": "", "kind": ""}
     delta = ours.value - theirs.value
-    paired = headline.get(name, {}).get(_PAIRED.get(metric, ""))
+    record, sign = _PAIRED.get(metric, ("", 1))
+    paired = headline.get(name, {}).get(record)
     interval, kind = "", ""
     if paired is not None and paired.low is not None:
-        interval = f"[{fmt_number(0.0 - paired.high)}, {fmt_number(0.0 - paired.low)}]"  # a change is minus the drop; 0.0 - avoids "-0.000"
+        low, high = sorted((sign * paired.low + 0.0, sign * paired.high + 0.0))  # + 0.0 avoids printing "-0.000"
+        interval = f"[{fmt_number(low)}, {fmt_number(high)}]"
         kind = {"worse": "worse", "better": "better"}.get(paired.details.get("verdict"), "")
     elif abs(theirs.value) >= 1e-3 and abs(delta) <= 100 * abs(theirs.value):  # a percentage of nearly nothing says nothing
         interval = f"{delta / abs(theirs.value):+.0%}"
