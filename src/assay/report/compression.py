@@ -59,7 +59,8 @@ def _change(headline: Mapping[str, Mapping[str, Evidence]], name: str, parent: s
         interval = f"[{fmt_number(low)}, {fmt_number(high)}]"
         kind = {"worse": "worse", "better": "better"}.get(paired.details.get("verdict"), "")
     elif abs(theirs.value) >= 1e-3 and abs(delta) <= 100 * abs(theirs.value):  # a percentage of nearly nothing says nothing
-        interval = f"{delta / abs(theirs.value):+.0%}"
+        relative = delta / abs(theirs.value)
+        interval = "0%" if abs(relative) < 0.005 else f"{relative:+.0%}"
     return {"value": f"{delta:+.4g}", "interval": interval, "kind": kind, "title": f"{fmt_number(theirs.value)} → {fmt_number(ours.value)}"}
 
 
