@@ -187,7 +187,7 @@ def _caveats(data: ReportData) -> str:
         notes.append(f"The test set is small, {n} examples, so intervals are wide{width}; differences inside them are not evidence.")
     if acc is not None and acc.value >= 1.0 and n:
         notes.append(f"A perfect test accuracy on {n} examples still allows a true error rate up to about {3 / n:.1%} (rule of three, 95%).")
-    if "worst_class_recall" in row and row["worst_class_recall"].details.get("worst_class") is not None:
+    if "worst_class_recall" in row and row["worst_class_recall"].details.get("worst_class") is not None and row["worst_class_recall"].value < 1:
         e = row["worst_class_recall"]
         notes.append(f"The weakest class is {_md(e.details['worst_class'])} (recall {e.interval_text()}); watch it in production.")
     if data.views() == ["clean"]:
