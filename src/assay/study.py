@@ -205,14 +205,16 @@ class Study:
         from tqdm.auto import tqdm
 
         checks = [make_check(name, options) for name, options in self.spec.checks.items()]
+        requests = set().union(*(check.requests(task) for check in checks))
         context = CheckContext(
             task=task,
             predictions=cache,
             seed=self.seed,
             n_boot=self.spec.n_boot,
             candidates={c.name: c for c in candidates},
+            views=tuple(sorted({view for split, view, _ in requests if split == "test"})),
         )
-        cache.prefetch(candidates, task, set().union(*(check.requests(task) for check in checks)))
+        cache.prefetch(candidates, task, requests)
         evidence: list[Evidence] = []
         pairs = [(c, k) for c in candidates for k in checks]
         with tqdm(pairs, desc="checks", unit="check", disable=not self.progress, dynamic_ncols=True) as bar:

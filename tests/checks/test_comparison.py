@@ -41,3 +41,21 @@ def test_compares_a_child_with_its_parent(cnn, mlp, digits, context, tmp_path):
     # The reference itself is skipped with a reason; others compare with it.
     assert Comparison().run(mlp, context)[0].metric == "skipped"
     assert Comparison().run(cnn, context)[0].details["against"] == "mlp"
+
+
+def test_corruption_accuracy_is_compared_on_the_views_the_study_computed(cnn, mlp, digits, context, tmp_path):
+    from dataclasses import replace
+
+    from assay.recipes import RecipeContext, make_recipe
+
+    child = make_recipe("prune", {"parent": "cnn", "method": "magnitude", "sparsity": 0.6, "steps": 1, "epochs_per_step": 0}, "x").make(
+        "cnn-sparse", RecipeContext(task=digits, work_dir=tmp_path, candidates={"cnn": cnn}, progress=False)
+    )
+    context.candidates = {"cnn": cnn, "cnn-sparse": child}
+    assert "corruption_accuracy_drop" not in {e.metric for e in Comparison().run(child, context)}  # nothing computed, nothing forced
+    views = ("corrupt:gaussian_noise@2", "corrupt:contrast@4")
+    evidence = {e.metric: e for e in Comparison().run(child, replace(context, views=("clean", *views)))}
+    accuracy = lambda c, v: (lambda p: (p.predicted == p.labels).mean())(context.predict(c, view=v))  # noqa: E731
+    expected = np.mean([accuracy(cnn, v) for v in views]) - np.mean([accuracy(child, v) for v in views])
+    drop = evidence["corruption_accuracy_drop"]
+    assert drop.value == pytest.approx(expected, abs=1e-12) and drop.low <= drop.value <= drop.high

@@ -88,6 +88,7 @@ class CheckContext:
     seed: int = 0
     n_boot: int = 1000
     candidates: Mapping[str, Candidate] = field(default_factory=dict)  # all of the study's, by name
+    views: tuple[str, ...] = ()  # test-split views the study's checks asked for (prefetched): others may read them at no cost
 
     @property
     def reference(self) -> Candidate | None:

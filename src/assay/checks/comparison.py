@@ -48,6 +48,16 @@ def forgotten_preview(task, index: np.ndarray, reference_pred: np.ndarray, candi
     return out
 
 
+def _mean_correct(context: CheckContext, candidate, views: list[str]) -> np.ndarray:
+    """Per test example, the fraction of corrupted views it is classified right in ``(N,)``.
+
+    Averaging per example first is exact: every view holds the same examples,
+    so the mean over views of each view's accuracy is the mean of this.
+    """
+    rows = [context.predict(candidate, view=v) for v in views]
+    return np.mean([r.predicted == r.labels for r in rows], axis=0)
+
+
 def verdict(low: float, high: float, lower_is_worse_for_candidate: bool = True) -> str:
     """'worse', 'better' or 'no significant difference' from a 95% interval of a drop."""
     if low > 0:
@@ -68,7 +78,7 @@ class Comparison(Check):
 
     name = "comparison"
     metrics = {"accuracy_drop": False, "macro_f1_drop": False, "worst_group_accuracy_drop": False,
-               "ece_rise": False, "brier_loss_rise": False, "nll_loss_rise": False}
+               "ece_rise": False, "brier_loss_rise": False, "nll_loss_rise": False, "corruption_accuracy_drop": False}
 
     def __init__(self, *, alpha: float = 0.05, harm_multiple: float = 2.0) -> None:
         if not 0 < alpha < 1:
@@ -95,10 +105,13 @@ class Comparison(Check):
 
         calibration = [(pr.probs.max(axis=1), (pr.predicted == y).astype(np.float64), brier_loss(pr.probs, y), nll_loss(pr.probs, y))
                        for pr in (theirs, ours)]
+        # Corrupted views only when another check (robustness) had them computed: this check never forces new passes.
+        corrupted = [v for v in context.views if v.startswith("corrupt:")]
+        under_corruption = [_mean_correct(context, c, corrupted) for c in (base, candidate)] if corrupted else [np.zeros(len(y))] * 2
 
         def stats(index: np.ndarray) -> np.ndarray:
             cols = []
-            for pred, (confidence, correct, brier, nll) in zip((b, a), calibration):  # reference first: a drop is reference minus candidate
+            for pred, (confidence, correct, brier, nll), robust in zip((b, a), calibration, under_corruption):  # reference first: a drop is reference minus candidate
                 cms = confusion_matrices(y, pred, k, index)
                 acc = np.trace(cms, axis1=1, axis2=2) / index.shape[1]
                 with np.errstate(invalid="ignore", divide="ignore"):
@@ -106,7 +119,8 @@ class Comparison(Check):
                 rates = group_rates(y, pred, codes, n_groups, 1, index) if attribute else np.zeros((len(index), 0, 4))
                 worst = disparities(rates)[:, 0] if attribute else np.zeros(len(index))
                 ece = ece_batched(confidence, correct, ECE_BINS, index)
-                cols.append(np.column_stack([acc, macro_f1(cms), worst, recall, rates[..., 0], ece, brier[index].mean(1), nll[index].mean(1)]))
+                cols.append(np.column_stack([acc, macro_f1(cms), worst, recall, rates[..., 0], ece, brier[index].mean(1), nll[index].mean(1),
+                                             robust[index].mean(1)]))
             return cols[0] - cols[1]
 
         full = stats(np.arange(len(y))[None])[0]
@@ -137,6 +151,10 @@ class Comparison(Check):
             # a rise is candidate minus reference: the negated column, its interval mirrored
             out.append(self.evidence(candidate, metric, -full[j], (-high[j], -low[j]),
                                      details={"against": base.name, "verdict": verdict(-high[j], -low[j])}))
+        if corrupted:
+            j = 6 + k + n_groups
+            out.append(self.evidence(candidate, "corruption_accuracy_drop", full[j], (low[j], high[j]), view="corrupt:*",
+                                     details={"against": base.name, "views": len(corrupted), "verdict": verdict(low[j], high[j])}))
         if attribute:
             out.append(self.evidence(candidate, "worst_group_accuracy_drop", full[2], (low[2], high[2]), view=f"group:{attribute}",
                                      details={"against": base.name, "attribute": attribute, "verdict": verdict(low[2], high[2]),

@@ -17,7 +17,8 @@ from .plots import PlotStyle, render
 
 # comparison's paired differences: metric -> (its paired record, +1 for a rise (variant minus parent), -1 for a drop)
 _PAIRED = {"accuracy": ("accuracy_drop", -1), "macro_f1": ("macro_f1_drop", -1), "worst_group_accuracy": ("worst_group_accuracy_drop", -1),
-           "ece": ("ece_rise", 1), "brier_loss": ("brier_loss_rise", 1), "nll_loss": ("nll_loss_rise", 1)}
+           "ece": ("ece_rise", 1), "brier_loss": ("brier_loss_rise", 1), "nll_loss": ("nll_loss_rise", 1),
+           "corruption_accuracy": ("corruption_accuracy_drop", -1)}
 
 
 def compression_section(data: ReportData, names: Sequence[str], style: PlotStyle) -> dict[str, Any] | None:
