@@ -66,17 +66,15 @@ def _describe(model: Path) -> tuple[str, dict, list[str]]:
         if not model.is_file():
             raise ModelError(f"{model}: model file not found; give a .onnx file or a NAME.safetensors with its NAME.json")
         return "onnx", {}, ["onnx_fp32"]
-    meta = model.with_suffix(".json")
     if model.suffix not in (".safetensors", ".json"):
         raise ModelError(f"{model}: unknown model format '{model.suffix}'; give a NAME.safetensors (with its NAME.json) or a .onnx file")
-    if not meta.is_file() or not model.with_suffix(".safetensors").is_file():
+    if not model.with_suffix(".json").is_file() or not model.with_suffix(".safetensors").is_file():
         raise ModelError(f"{model.with_suffix('')}: model not found (an assay model is NAME.safetensors with its NAME.json); check the path")
-    try:
-        data = json.loads(meta.read_text())
-        arch = dict(data["arch"])
-        return str(arch.pop("name")), arch, list(data.get("transforms", []))
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ModelError(f"{meta}: not an assay candidate description ({error}); save the candidate with assay") from None
+    from .models.candidate import read_description
+
+    _, provenance = read_description(model.with_suffix(".json"))
+    arch = dict(provenance.arch)
+    return str(arch.pop("name")), arch, list(provenance.transforms)
 
 
 def _student(arch: str, options: dict) -> dict | None:

@@ -188,15 +188,13 @@ class Candidate:
 
         folder = Path(folder)
         meta_path, weights_path = folder / f"{name}.json", folder / f"{name}.safetensors"
-        for path in (meta_path, weights_path):
-            if not path.is_file():
-                raise ModelError(f"{path}: candidate file not found; save the candidate again or check the name")
+        if not weights_path.is_file():
+            raise ModelError(f"{weights_path}: candidate file not found; save the candidate again or check the name")
+        meta, prov = read_description(meta_path)
         try:
-            meta = json.loads(meta_path.read_text())
-            prov = Provenance(**{k: meta[k] for k in Provenance.__dataclass_fields__})
             tensors = load_file(str(weights_path))
-        except (KeyError, TypeError, json.JSONDecodeError, SafetensorError) as error:
-            raise ModelError(f"{meta_path.parent / name}: cannot read candidate ({error}); the files are damaged, save it again") from None
+        except SafetensorError as error:
+            raise ModelError(f"{weights_path}: cannot read candidate ({error}); the files are damaged, save it again") from None
         model, problems = _rebuild(prov, tensors)
         if problems:
             raise ModelError(f"{weights_path}: weights do not fit architecture {prov.arch['name']} ({problems[0]}); the files do not belong together")
@@ -204,6 +202,22 @@ class Candidate:
         if candidate.id != meta["id"]:
             raise ModelError(f"{weights_path}: content hash {candidate.id} differs from the recorded {meta['id']}; the file was changed after saving")
         return candidate
+
+
+def read_description(path: Path) -> tuple[dict[str, Any], Provenance]:
+    """A saved candidate's JSON description and its provenance, without loading the weights.
+
+    Raises:
+        ModelError: when the file is missing or is not an assay candidate's description.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: candidate file not found; save the candidate again or check the name")
+    try:
+        meta = json.loads(path.read_text())
+        return meta, Provenance(**{k: meta[k] for k in Provenance.__dataclass_fields__})
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        raise ModelError(f"{path.with_suffix('')}: cannot read candidate ({error}); the files are damaged, save it again") from None
 
 
 def _rebuild(prov: Provenance, tensors: dict[str, torch.Tensor]) -> tuple[nn.Module, list[str]]:

@@ -178,6 +178,11 @@ class OnnxClassifier(nn.Module):
         props = {p.key: p.value for p in self._proto.metadata_props}
         self.flops_per_sample = float(props[_FLOPS_KEY]) if _FLOPS_KEY in props else None
 
+    @classmethod
+    def from_file(cls, path: Path) -> OnnxClassifier:
+        """A ``.onnx`` file as a classifier."""
+        return cls(Path(path).read_bytes())
+
     def graph_bytes(self) -> bytes:
         return self.onnx.numpy().tobytes()
 

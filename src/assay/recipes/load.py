@@ -44,7 +44,7 @@ class Load(Recipe):
             arch = {"name": "onnx", "input_shape": list(task.input_shape), "num_classes": task.num_classes}
             provenance = Provenance(recipe=self.kind, arch=arch, config=self.params(), seed=context.seed, data_hash=task.digest(),
                                     transforms=("onnx_fp32",))
-            candidate = Candidate(name, exported.OnnxClassifier(path.read_bytes()), provenance)
+            candidate = Candidate(name, exported.OnnxClassifier.from_file(path), provenance)
         elif path.suffix in (".safetensors", ".json"):
             loaded = Candidate.load(path.parent, path.stem)
             candidate = Candidate(name, loaded.model, loaded.provenance, loaded.training)

@@ -87,9 +87,12 @@ class Prune(Recipe):
         if arch.get("frozen"):  # pruned pretrained weights are no longer the source's: saved with the candidate
             arch["frozen"] = False
             model.frozen_prefixes = ()
-        steps = {"channels": lambda: self._channel_steps(model, context), "heads": lambda: self._head_steps(model, arch),
-                 "magnitude": lambda: self._magnitude_steps(model)}
-        prune_step = steps[self.method]()
+        if self.method == "channels":
+            prune_step = self._channel_steps(model, context)
+        elif self.method == "heads":
+            prune_step = self._head_steps(model, arch)
+        else:
+            prune_step = self._magnitude_steps(model)
         history: list[dict[str, Any]] = []
         seconds, best = 0.0, 0
         for step in range(1, self.steps + 1):

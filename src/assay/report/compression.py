@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..checks.base import Evidence
-from .data import ReportData, fmt_number
+from .data import ReportData, arrow, fmt_number
 from .plots import PlotStyle, render
 
 # comparison's paired differences: metric -> (its paired record, +1 for a rise (variant minus parent), -1 for a drop)
@@ -44,7 +44,7 @@ def compression_section(data: ReportData, names: Sequence[str], style: PlotStyle
 
 def _arrow(headline: Mapping[str, Mapping[str, Evidence]], variants: Sequence[str], metric: str) -> str:
     e = next((headline[n][metric] for n in variants if metric in headline.get(n, {})), None)
-    return {True: "↑", False: "↓"}.get(e.higher_is_better if e else None, "")
+    return arrow(e.higher_is_better if e else None)
 
 
 def _change(headline: Mapping[str, Mapping[str, Evidence]], name: str, parent: str, metric: str) -> dict[str, Any]:

@@ -143,6 +143,11 @@ def failed_gates(decision: Decision | None) -> dict[str, list[str]]:
     return out
 
 
+def arrow(higher_is_better: bool | None) -> str:
+    """The direction mark a metric's column carries: ↑ higher is better, ↓ lower is better."""
+    return {True: "↑", False: "↓"}.get(higher_is_better, "")
+
+
 def fmt_number(x: Any, digits: int = 3) -> str:
     """A number as the rest of assay prints it: ``51,594``, ``0.989``, ``0.000412``."""
     if x is None or isinstance(x, bool) or not isinstance(x, (int, float)):

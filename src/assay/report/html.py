@@ -17,6 +17,7 @@ from ..checks.base import Evidence
 from .data import (
     ReportData,
     arch_text,
+    arrow,
     config_text,
     failed_gates,
     fmt_number,
@@ -82,10 +83,6 @@ def _cell(e: Evidence | None, mark: bool | None = None) -> dict[str, Any]:
     return {"value": value, "interval": f"[{rest}" if rest else "", "mark": mark}
 
 
-def _arrow(higher_is_better: bool | None) -> str:
-    return {True: "↑", False: "↓"}.get(higher_is_better, "")
-
-
 def _verdict(data: ReportData) -> dict[str, Any]:
     d = data.decision
     if d is None:
@@ -100,7 +97,7 @@ def _summary(data: ReportData, names: Sequence[str], headline: Mapping[str, Mapp
     gates = data.decision.gates if data.decision else ()
     goals = dict(objectives(data.decision))
     first = {m: next((row[m] for row in headline.values() if m in row), None) for m in metrics}
-    columns = [{"metric": m, "arrow": _arrow(first[m].higher_is_better if first[m] else None),
+    columns = [{"metric": m, "arrow": arrow(first[m].higher_is_better if first[m] else None),
                 "policy": _policy_note(m, gates, goals)} for m in metrics]
     # Parameter counts live in every candidate's provenance even when the efficiency check did not run.
     extra_params = "parameters" not in metrics and any("parameters" in data.candidate(n) for n in names)
@@ -201,7 +198,7 @@ def _check_section(data: ReportData, check: str, names: Sequence[str], style: Pl
     keys = list(dict.fromkeys((e.metric, e.split, e.view) for e in records))
     by_key = {(e.candidate, e.metric, e.split, e.view): e for e in records}
     columns = [{"metric": m, "where": "" if (s, v) == ("test", "clean") else f"{v} · {s}",
-                "arrow": _arrow(next(e.higher_is_better for e in records if (e.metric, e.split, e.view) == (m, s, v)))}
+                "arrow": arrow(next(e.higher_is_better for e in records if (e.metric, e.split, e.view) == (m, s, v)))}
                for m, s, v in keys]
     rows = [{"name": n, "chosen": n == data.chosen, "cells": [_cell(by_key.get((n, *k))) for k in keys]}
             for n in names if any((n, *k) in by_key for k in keys)]
