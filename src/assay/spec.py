@@ -48,6 +48,7 @@ class RecipeSpec:
     kind: str
     options: Mapping[str, Any]
     labels_per_class: int | None = None  # train this recipe on k labels per class (the test split is the task's)
+    draw: int = 0  # which labelled subset (1..draws) when the recipe is repeated over draws; 0 = the only one
 
 
 @dataclass(frozen=True)
@@ -160,10 +161,15 @@ def _recipes(tables: object, where: str) -> tuple[RecipeSpec, ...]:
         kind = table.get("kind")
         if not isinstance(kind, str):
             raise SpecError(f"{label}: needs a 'kind' (e.g. kind = \"train\")")
-        options = {k: v for k, v in table.items() if k not in ("name", "kind", "labels_per_class")}
+        options = {k: v for k, v in table.items() if k not in ("name", "kind", "labels_per_class", "draws")}
         labels = table.get("labels_per_class")
-        if labels is not None and (not isinstance(labels, int) or isinstance(labels, bool) or labels < 1):
+        if labels is not None and not _positive_int(labels):
             raise SpecError(f"{label}: labels_per_class must be a positive integer, got {labels!r}")
+        draws = table.get("draws", 1)
+        if not _positive_int(draws):
+            raise SpecError(f"{label}: draws must be a positive integer, got {draws!r}")
+        if draws > 1 and labels is None:
+            raise SpecError(f"{label}: draws = {draws} repeats the recipe on other labelled subsets; add labels_per_class = k to it")
         recipe = make_recipe(kind, options, label)  # validates keys and values now, not after training
         parent = getattr(recipe, "parent", None)
         if parent is not None and not any(r.name == parent for r in out):
@@ -173,8 +179,15 @@ def _recipes(tables: object, where: str) -> tuple[RecipeSpec, ...]:
             float_graph = kind == "export" and made.kind == "export" and made.options.get("precision", "fp32") == "fp32"
             if made.kind in ("quantize", "export") and not float_graph:
                 raise SpecError(f"{label}: parent '{parent}' is already compressed (kind = \"{made.kind}\"); name its float parent instead")
-        out.append(RecipeSpec(name, kind, options, labels))
+        if draws == 1:
+            out.append(RecipeSpec(name, kind, options, labels))
+        else:  # one candidate per draw; the same draw number gives every recipe the same labelled examples
+            out.extend(RecipeSpec(f"{name}.draw{d}", kind, options, labels, d) for d in range(1, draws + 1))
     return tuple(out)
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _checks(table: object, where: str) -> tuple[dict[str, dict[str, Any]], int]:

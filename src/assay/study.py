@@ -183,7 +183,7 @@ class Study:
             recipe = make_recipe(recipe_spec.kind, recipe_spec.options, f"{where} [[recipe]] '{name}'")
             k = recipe_spec.labels_per_class
             context = RecipeContext(
-                task=task.with_labels_per_class(k, seed=self.seed) if k else task,
+                task=task.with_labels_per_class(k, seed=self.seed, draw=recipe_spec.draw) if k else task,
                 work_dir=self.store.run_dir(run_id) / "work" / name,
                 device=self.device,
                 seed=self.seed,
@@ -195,7 +195,8 @@ class Study:
             candidate = recipe.make(name, context)
             if k:  # recorded where the report and the label-efficiency plot read it
                 prov = candidate.provenance
-                candidate = Candidate(name, candidate.model, dataclasses.replace(prov, config={**prov.config, "labels_per_class": k}), candidate.training)
+                labels = {"labels_per_class": k, **({"label_draw": recipe_spec.draw} if recipe_spec.draw else {})}
+                candidate = Candidate(name, candidate.model, dataclasses.replace(prov, config={**prov.config, **labels}), candidate.training)
             self.store.save_candidate(run_id, candidate)
             made[name] = candidate
         return made

@@ -219,16 +219,18 @@ class Task:
             info={**self.info, "holdout_classes": names},
         )
 
-    def with_labels_per_class(self, k: int, *, seed: int = 0) -> Task:
+    def with_labels_per_class(self, k: int, *, seed: int = 0, draw: int = 0) -> Task:
         """Keep ``k`` labelled train (and val) examples per class; the rest go to the unlabelled pool.
 
         The few-label regime: validation is cut to ``k`` per class as well (at
         least 2), since a large labelled validation set would be labels the
-        setting does not have. The test split is unchanged.
+        setting does not have. The test split is unchanged. ``draw`` picks
+        another labelled subset: the same (seed, k, draw) gives the same
+        examples to every recipe, so recipes can be compared draw by draw.
         """
         if k < 1:
             raise DataError(f"task '{self.name}': labels_per_class must be at least 1, got {k}")
-        rng = np.random.default_rng([seed, k])
+        rng = np.random.default_rng([seed, k] if draw == 0 else [seed, k, draw])
 
         def keep(split: Split, n: int) -> np.ndarray:
             chosen = [rng.permutation(np.flatnonzero(split.y == c))[:n] for c in range(self.num_classes)]
@@ -250,5 +252,5 @@ class Task:
             train=self.train.subset(train_keep),
             val=self.val.subset(val_keep),
             pool=pool,
-            info={**self.info, "labels_per_class": k, "labels rule": f"{k} per class in train, {max(2, k)} in val (seeded); the rest unlabelled in pool"},
+            info={**self.info, "labels_per_class": k, "labels rule": f"{k} per class in train, {max(2, k)} in val (seeded{f', draw {draw}' if draw else ''}); the rest unlabelled in pool"},
         )

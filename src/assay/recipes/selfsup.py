@@ -132,10 +132,11 @@ class SelfSup(Recipe):
         torch.manual_seed(context.seed)
         options = arch_options_for(task, self.arch, self.arch_options, f"[[recipe]] '{name}'")
         model = zoo.build(self.arch, input_shape=task.input_shape, num_classes=task.num_classes, where=f"[[recipe]] '{name}'", **options)
-        unlabelled = [np.asarray(task.train.x)] + ([np.asarray(task.pool.x)] if task.pool is not None else [])
+        # Every non-test input, labels ignored: the labelled train and val examples too, so the set is the
+        # same however the labels were drawn. In a canonical order it gives the same pretraining, and
+        # studies that vary labels_per_class or draws pretrain once (cached in the run's shared folder).
+        unlabelled = [np.asarray(task.train.x), np.asarray(task.val.x)] + ([np.asarray(task.pool.x)] if task.pool is not None else [])
         pool = np.concatenate(unlabelled)
-        # A canonical order: the same inputs give the same pretraining however the labels were drawn,
-        # so studies that vary labels_per_class pretrain once (cached in the run's shared folder).
         digests = [hashlib.sha1(row.tobytes()).hexdigest() for row in pool]
         pool = pool[np.argsort(digests, kind="stable")]
         key = hashlib.sha256(json.dumps([self.arch, self.arch_options, self.pretrain_epochs, self.batch_size, self.lr, self.temperature,

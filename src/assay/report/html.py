@@ -27,7 +27,8 @@ from .data import (
 )
 from . import battery_plots, compression_plots  # noqa: F401  (register their figures)
 from .compression import compression_section
-from .efficiency_plots import render_label_efficiency
+from .label_efficiency import label_efficiency_section
+from .label_efficiency_plots import render_label_efficiency
 from .findings import worst_findings
 from .plots import PlotStyle, render
 from .run_plots import render_pareto, render_training_curves
@@ -69,6 +70,7 @@ def build_context(data: ReportData) -> dict[str, Any]:
         "decision": _decision(data, names),
         "pareto_figure": render_pareto(data.decision, headline, style),
         "label_figure": render_label_efficiency(data.candidates, headline, data.task),
+        "label_efficiency": label_efficiency_section(data.candidates, headline, data.task),
         "compression": compression_section(data, names, style),
         "colors": style.colors,
         "environment": sorted(data.environment.items()),
