@@ -215,7 +215,7 @@ class Study:
             candidates={c.name: c for c in candidates},
             views=tuple(sorted({view for split, view, _ in requests if split == "test"})),
         )
-        cache.prefetch(candidates, task, requests)
+        cache.prefetch(candidates, task, requests, progress=self.progress)
         evidence: list[Evidence] = []
         pairs = [(c, k) for c in candidates for k in checks]
         with tqdm(pairs, desc="checks", unit="check", disable=not self.progress, dynamic_ncols=True) as bar:

@@ -89,25 +89,30 @@ class PredictionCache:
         self._memory[key] = found
         return found
 
-    def prefetch(self, candidates: list[Candidate], task: Task, requests: set[tuple[str, str, bool]]) -> None:
+    def prefetch(self, candidates: list[Candidate], task: Task, requests: set[tuple[str, str, bool]], *, progress: bool = False) -> None:
         """Compute every requested (split, view) for every candidate, each view materialised once.
 
         Requests for the same (split, view) merge: embeddings are kept when any
         check asks for them, so one pass serves both kinds of reader.
         """
+        from tqdm.auto import tqdm
+
         merged: dict[tuple[str, str], bool] = {}
         for split, view, embeddings in requests:
             merged[(split, view)] = merged.get((split, view), False) or embeddings
-        for (split, view), embeddings in merged.items():
-            data = None
-            for candidate in candidates:
-                key = (candidate.id, task.digest()[:16], split, view)
-                found = self._memory.get(key) or self._read(key, embeddings)
-                if found is None or (embeddings and found.embeddings is None):
-                    data = data if data is not None else apply_view(task, split, view, seed=self.seed)
-                    found = self._compute(candidate, data, split, view, embeddings)
-                    self._write(key, found)
-                self._memory[key] = found
+        with tqdm(total=len(merged) * len(candidates), desc="predictions", unit="pass", disable=not progress, dynamic_ncols=True) as bar:
+            for (split, view), embeddings in sorted(merged.items()):
+                data = None
+                for candidate in candidates:
+                    bar.set_postfix_str(f"{candidate.name}: {split}/{view}")
+                    key = (candidate.id, task.digest()[:16], split, view)
+                    found = self._memory.get(key) or self._read(key, embeddings)
+                    if found is None or (embeddings and found.embeddings is None):
+                        data = data if data is not None else apply_view(task, split, view, seed=self.seed)
+                        found = self._compute(candidate, data, split, view, embeddings)
+                        self._write(key, found)
+                    self._memory[key] = found
+                    bar.update()
 
     def _compute(self, candidate: Candidate, data, split: str, view: str, embeddings: bool) -> Predictions:
         candidate.to(self.device)
