@@ -1,6 +1,8 @@
 """Candidates save as safetensors + JSON and load back exactly."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -57,3 +59,10 @@ def test_zoo_errors_name_the_problem():
         zoo.build("cnn", input_shape=(1, 8, 8), num_classes=10, chanels=(8,))
     with pytest.raises(SpecError, match="needs images"):
         zoo.build("cnn", input_shape=(20,), num_classes=2)
+
+
+@pytest.mark.parametrize("module", ["zoo", "classifier", "sequence", "pretrained", "candidate", "quantized", "exported"])
+def test_each_models_module_imports_first_in_a_fresh_interpreter(module):
+    # an import cycle only shows when the module in it is the first one imported
+    done = subprocess.run([sys.executable, "-c", f"import assay.models.{module}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr.strip().splitlines()[-1]

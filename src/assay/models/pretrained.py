@@ -19,7 +19,7 @@ from torch import nn
 
 from ..data.text import model_folder
 from ..errors import ModelError, require
-from .zoo import Classifier
+from .classifier import Classifier
 
 _WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import SpecError
-from .zoo import Classifier
+from .classifier import Classifier
 
 
 class _Tokens(nn.Module):

@@ -18,27 +18,9 @@ import torch
 from torch import nn
 
 from ..errors import SpecError, did_you_mean
-
-
-class Classifier(nn.Module):
-    """A feature extractor followed by a linear head."""
-
-    frozen_prefixes: tuple[str, ...] = ()  # weights read from a pretrained source, not saved with the candidate
-
-    def __init__(self, features: nn.Module, head: nn.Linear) -> None:
-        super().__init__()
-        self.body = features
-        self.head = head
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
-
-    def logits_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.body(x)
-        return self.head(features), features
+from .classifier import Classifier
+from .pretrained import pretrained
+from .sequence import gru, transformer
 
 
 def mlp(
@@ -89,9 +71,6 @@ def cnn(
     layers += [gap(1), nn.Flatten(), nn.Dropout(dropout)]  # (B, C)
     return Classifier(nn.Sequential(*layers), nn.Linear(c, num_classes))
 
-
-from .pretrained import pretrained  # noqa: E402  (these build on Classifier above)
-from .sequence import gru, transformer  # noqa: E402
 
 ARCHITECTURES: dict[str, Callable[..., Classifier]] = {"mlp": mlp, "cnn": cnn, "gru": gru, "transformer": transformer, "pretrained": pretrained}
 TOKEN_ARCHITECTURES = ("gru", "transformer")  # the ones that read token ids
