@@ -10,8 +10,9 @@ Prints, on the same test tweets:
     (the best of them is read off the test set, so it is an optimistic bound);
   * per labelled draw of k tweets per class: the same probe trained on them
     (best regularisation, again optimistic) and assay's GRU from scratch.
-If the scratch GRU with k labels reaches the probe's all-label ceiling, no
-way of training a linear probe on these embeddings can beat it.
+Both probe figures pick C on the test set, so they bound what tuning the
+probe's training could reach; the all-label ceiling says how many labels the
+probe needs to match what the GRU does with k.
 """
 
 from __future__ import annotations
