@@ -11,7 +11,8 @@ from sklearn.neighbors import NearestCentroid
 from assay.models.inputs import as_input
 from assay.recipes import RecipeContext, make_recipe
 from assay.recipes.fewshot import sample_pairs
-from assay.recipes.selfsup import nt_xent
+from assay.data.corruptions import CORRUPTIONS
+from assay.recipes.selfsup import Augmenter, nt_xent
 from assay.study import load_task
 
 
@@ -50,5 +51,19 @@ def test_selfsup_pretrains_on_the_pool_and_probes(tmp_path):
     model = make_recipe("selfsup", {"arch": "cnn", "pretrain_epochs": 3, "arch_options": {"channels": [16, 32]}}, "x").make("ssl", ctx)
     pre = model.training["pretraining"]
     assert pre["epochs_run"] == 3 and model.training["pretrain_examples"] > len(task.train)
+    # The held-out contrastive loss (eval mode, so batch norm uses running statistics) falls every epoch;
+    # with augmentations drawn per batch it rose after the first, and the first epoch's encoder was kept.
+    assert pre["best_epoch"] == 3
     accuracy = (model.predict(as_input(task.test.x)).argmax(1).numpy() == task.test.y).mean()
-    assert accuracy > 0.5  # three epochs of SimCLR on 1,400 unlabelled digits already separate the classes
+    assert accuracy > 0.5  # three epochs of SimCLR on 1,400 unlabelled digits already separate the classes (chance: 0.1)
+
+
+def test_augmentations_are_drawn_per_example():
+    augment = Augmenter("image", seed=0)
+    augment.ops = [(CORRUPTIONS["image"]["contrast"], (1, 2))]  # deterministic given its severity
+    digit = load_task({"builtin": "digits"}, base_dir=Path("."), seed=0).train.x[:1]
+    out = augment(torch.as_tensor(np.repeat(digit, 200, axis=0))).numpy().reshape(200, -1)
+    versions = np.unique(out.round(6), axis=0)
+    assert len(versions) == 3  # untouched, severity 1 and severity 2 side by side in one batch
+    untouched = np.isclose(out, digit.reshape(1, -1)).all(1).mean()
+    assert 0.1 < untouched < 0.3  # each example is augmented with probability 0.8

@@ -60,7 +60,14 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
 
 
 class Augmenter:
-    """Random chains of the task's corruptions at mild severities."""
+    """Random chains of the task's corruptions at mild severities, drawn per example.
+
+    Each example draws its own chain (which corruptions, at which severity).
+    Drawn once per batch instead, every input of a view shares one global
+    change (say, lower contrast): batch normalisation then removes it in
+    training but not at evaluation, and the negatives share it, which makes
+    the contrastive task easier than the invariance it should teach.
+    """
 
     def __init__(self, modality: str, seed: int, strength: float = 1.0) -> None:
         if modality not in AUGMENT:
@@ -71,10 +78,14 @@ class Augmenter:
         self.strength = strength
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        a = x.detach().cpu().numpy()
+        a = x.detach().cpu().numpy().copy()
         for fn, (lo, hi) in self.ops:
-            if self.rng.random() < 0.8 * self.strength:
-                a = fn(a, int(self.rng.integers(lo, hi + 1)), self.rng).astype(a.dtype)
+            hit = self.rng.random(len(a)) < 0.8 * self.strength
+            severity = self.rng.integers(lo, hi + 1, len(a))
+            for level in range(lo, hi + 1):  # one call per severity level keeps the corruptions vectorised
+                rows = np.flatnonzero(hit & (severity == level))
+                if len(rows):
+                    a[rows] = fn(a[rows], level, self.rng).astype(a.dtype)
         return torch.from_numpy(np.ascontiguousarray(a)).to(x.device)
 
 

@@ -9,7 +9,7 @@ With one draw a point's interval is the test-set bootstrap interval. With
 several it is the 95% t-interval of the mean over draws: with few labels,
 which examples were labelled moves accuracy far more than test-set sampling
 does. Every recipe gets the same labelled examples in draw d, so recipes are
-compared draw by draw (a paired t-interval of the difference).
+compared draw by draw (a paired t-interval of each pair's difference).
 """
 
 from __future__ import annotations
@@ -111,22 +111,20 @@ def label_points(candidates: Sequence[Mapping[str, Any]], headline: Mapping[str,
 
 
 def paired_gaps(points: Sequence[Point]) -> list[dict[str, Any]]:
-    """At each label count with repeated draws: each family against the best, paired by draw."""
+    """At each label count with repeated draws: every pair of families, paired by draw (the better mean first)."""
     out = []
     for k in sorted({p.k for p in points}):
-        here = [p for p in points if p.k == k and len(p.by_draw) > 1]
-        if len(here) < 2:
-            continue
-        best = max(here, key=lambda p: p.mean)
-        for other in (p for p in here if p is not best):
-            common = sorted(set(best.by_draw) & set(other.by_draw))
-            if len(common) < 2:
-                continue
-            diffs = [other.by_draw[d].value - best.by_draw[d].value for d in common]
-            low, high = t_interval(diffs)
-            out.append({"k": k, "leader": best.family, "family": other.family, "gap": sum(diffs) / len(diffs),
-                        "low": low, "high": high, "draws": len(common), "wins": sum(d > 0 for d in diffs),
-                        "significant": high < 0 or low > 0})
+        here = sorted((p for p in points if p.k == k and len(p.by_draw) > 1), key=lambda p: -p.mean)
+        for i, leader in enumerate(here):
+            for other in here[i + 1 :]:
+                common = sorted(set(leader.by_draw) & set(other.by_draw))
+                if len(common) < 2:
+                    continue
+                diffs = [other.by_draw[d].value - leader.by_draw[d].value for d in common]
+                low, high = t_interval(diffs)
+                out.append({"k": k, "leader": leader.family, "family": other.family, "gap": sum(diffs) / len(diffs),
+                            "low": low, "high": high, "draws": len(common), "wins": sum(d > 0 for d in diffs),
+                            "significant": high < 0 or low > 0})
     return out
 
 
