@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from assay.checks.base import Evidence
 from assay.errors import SpecError
 from assay.report.label_efficiency import label_efficiency_section, label_points, paired_gaps, t_interval
 from assay.spec import parse_study
@@ -91,3 +92,18 @@ def test_bad_draws_are_one_line_errors(extra, message):
     text = f'[task]\nbuiltin = "digits"\n[[recipe]]\nname = "m"\nkind = "train"\narch = "mlp"\n{extra}\n'
     with pytest.raises(SpecError, match=message):
         parse_study(text)
+
+
+def test_settings_that_change_with_the_label_count_keep_one_line():
+    def made(name, k, epochs, value):
+        return {"name": name, "recipe": "train", "arch": {"name": "gru"}, "config": {"labels_per_class": k, "epochs": epochs}}, \
+            {name: {"accuracy": Evidence("performance", "accuracy", name, value)}}
+
+    rows = [made("a-8", 8, 60, 0.7), made("a-32", 32, 30, 0.8), made("b-8", 8, 90, 0.75)]
+    candidates, headline = [c for c, _ in rows], {k: v for _, h in rows for k, v in h.items()}
+    points = label_points(candidates, headline, {})
+    # a-8 and b-8 are two configurations at 8 labels: split and named by their epochs; a-32 joins neither average
+    assert sorted((p.family, p.k, p.mean) for p in points) == [
+        ("train (gru) epochs=30", 32, 0.8), ("train (gru) epochs=60", 8, 0.7), ("train (gru) epochs=90", 8, 0.75)]
+    points = label_points(candidates[:2], headline, {})
+    assert [(p.family, p.k) for p in points] == [("train (gru)", 8), ("train (gru)", 32)]  # no clash: one line

@@ -78,8 +78,11 @@ def full_count(task: Mapping[str, Any]) -> int:
 def label_points(candidates: Sequence[Mapping[str, Any]], headline: Mapping[str, Mapping[str, Evidence]], task: Mapping[str, Any]) -> list[Point]:
     """Accuracy points of the candidates a recipe made from labels (children such as int8 copies are left out).
 
-    Candidates whose recipe options differ beyond the label count are
-    separate families, so two configurations are never averaged together.
+    A family is a recipe kind with its strategy or architecture. Settings
+    may change with the label count (say, more epochs for more labels) and
+    the family stays one line; only when two configurations of a family meet
+    at the same label count are they split, named by the settings that
+    differ, so they are never averaged together.
     """
     if not any((c.get("config") or {}).get("labels_per_class") for c in candidates):
         return []
@@ -96,18 +99,19 @@ def label_points(candidates: Sequence[Mapping[str, Any]], headline: Mapping[str,
         options = json.dumps([setting, c.get("arch")], sort_keys=True, default=str)
         settings[options] = setting
         points.setdefault((_family(c), options, k), Point(_family(c), k)).by_draw[int(config.get("label_draw", 0))] = e
-    # Families that share a label but not a configuration are named by the settings that differ.
     variants: dict[str, list[str]] = {}
     for family, options, _ in points:
         if options not in variants.setdefault(family, []):
             variants[family].append(options)
-    for (family, options, _), point in points.items():
-        others = [settings[o] for o in variants[family]]
-        if len(others) > 1:
-            mine = settings[options]
+    clash = {family for family, _, k in points if sum(1 for f, _, kk in points if f == family and kk == k) > 1}
+    merged: dict[tuple[str, int], Point] = {}
+    for (family, options, k), point in points.items():
+        if family in clash:
+            others = [settings[o] for o in variants[family]]
             differ = sorted(key for key in set().union(*others) if len({json.dumps(o.get(key), default=str) for o in others}) > 1)
-            point.family = f"{family} " + ", ".join(f"{key}={json.dumps(mine.get(key), default=str)}" for key in differ)
-    return sorted(points.values(), key=lambda p: (p.family, p.k))
+            point.family = f"{family} " + ", ".join(f"{key}={json.dumps(settings[options].get(key), default=str)}" for key in differ)
+        merged[(point.family, k)] = point
+    return sorted(merged.values(), key=lambda p: (p.family, p.k))
 
 
 def paired_gaps(points: Sequence[Point]) -> list[dict[str, Any]]:
