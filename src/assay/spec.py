@@ -163,10 +163,10 @@ def _recipes(tables: object, where: str) -> tuple[RecipeSpec, ...]:
             raise SpecError(f"{label}: needs a 'kind' (e.g. kind = \"train\")")
         options = {k: v for k, v in table.items() if k not in ("name", "kind", "labels_per_class", "draws")}
         labels = table.get("labels_per_class")
-        if labels is not None and not _positive_int(labels):
+        if labels is not None and not positive_int(labels):
             raise SpecError(f"{label}: labels_per_class must be a positive integer, got {labels!r}")
         draws = table.get("draws", 1)
-        if not _positive_int(draws):
+        if not positive_int(draws):
             raise SpecError(f"{label}: draws must be a positive integer, got {draws!r}")
         if draws > 1 and labels is None:
             raise SpecError(f"{label}: draws = {draws} repeats the recipe on other labelled subsets; add labels_per_class = k to it")
@@ -186,7 +186,8 @@ def _recipes(tables: object, where: str) -> tuple[RecipeSpec, ...]:
     return tuple(out)
 
 
-def _positive_int(value: object) -> bool:
+def positive_int(value: object) -> bool:
+    """An int of at least 1 (not a bool), as counts in a study file must be."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 

@@ -29,7 +29,7 @@ from .models.candidate import Candidate, library_versions
 from .models.device import resolve_device
 from .recipes.base import RecipeContext, make_recipe
 from .select import Decision, select
-from .spec import StudySpec, load_study
+from .spec import StudySpec, load_study, positive_int
 from .store import Store
 
 
@@ -62,7 +62,7 @@ def load_task(table: Mapping[str, Any], *, base_dir: Path, seed: int, where: str
     if ood_table is not None:
         task = _with_user_ood(task, ood_table, base_dir=base_dir, seed=seed, where=f"{where} ood")
     if labels_per_class is not None:
-        if not isinstance(labels_per_class, int) or isinstance(labels_per_class, bool) or labels_per_class < 1:
+        if not positive_int(labels_per_class):
             raise SpecError(f"{where}: labels_per_class must be a positive integer, got {labels_per_class!r}")
         task = task.with_labels_per_class(labels_per_class, seed=seed)
     return task

@@ -3,12 +3,14 @@
 The nonparametric percentile bootstrap (Efron & Tibshirani 1993, ch. 13):
 resample the test examples with replacement, recompute the statistic, and
 take the 2.5th and 97.5th percentiles. Resamples are drawn in chunks so
-memory stays bounded as the test split grows.
+memory stays bounded as the test split grows. For a handful of repeated
+runs (labelled draws), the Student-t interval of their mean.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -63,3 +65,16 @@ def resample_counts(index: np.ndarray, n: int) -> np.ndarray:
     resample is then one matrix product, ``values @ counts.T / n``."""
     b = index.shape[0]
     return np.bincount((index + (np.arange(b) * n)[:, None]).ravel(), minlength=b * n).reshape(b, n)
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean of a few repeated measurements (at least two), e.g. accuracy over labelled draws."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=np.float64)
+    mean, sd = float(values.mean()), float(values.std(ddof=1))
+    if sd == 0:
+        return mean, mean
+    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1)) * sd / math.sqrt(len(values))
+    return mean - half, mean + half
+

@@ -15,12 +15,12 @@ compared draw by draw (a paired t-interval of each pair's difference).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..checks.base import Evidence
+from ..checks.stats import t_interval
 from .data import fmt_number
 
 _LABEL_KEYS = ("labels_per_class", "label_draw")
@@ -48,19 +48,6 @@ class Point:
             only = next(iter(self.by_draw.values()))
             return only.low, only.high
         return t_interval(self.values)
-
-
-def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    """Student-t interval of the mean of ``values`` (at least two)."""
-    from scipy import stats
-
-    n = len(values)
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    if sd == 0:
-        return mean, mean
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
-    return mean - half, mean + half
 
 
 def _family(c: Mapping[str, Any]) -> str:
