@@ -88,6 +88,7 @@ def test_t_interval_of_identical_values_is_a_point():
 @pytest.mark.parametrize("extra, message", [
     ("draws = 3", "add labels_per_class"),
     ("labels_per_class = 5\ndraws = 0", "draws must be a positive integer"),
+    ('labels_per_class = 5\ndraws = 2\n[[recipe]]\nname = "q"\nkind = "quantize"\nparent = "m"', 'name one draw, e.g. parent = "m.draw1"'),
 ])
 def test_bad_draws_are_one_line_errors(extra, message):
     text = f'[task]\nbuiltin = "digits"\n[[recipe]]\nname = "m"\nkind = "train"\narch = "mlp"\n{extra}\n'

@@ -150,6 +150,7 @@ def _recipes(tables: object, where: str) -> tuple[RecipeSpec, ...]:
     if not isinstance(tables, list) or not tables:
         raise SpecError(f"{where}: no [[recipe]]; add at least one, e.g. [[recipe]] name = \"mlp\" kind = \"train\" arch = \"mlp\"")
     out: list[RecipeSpec] = []
+    repeated: dict[str, int] = {}  # recipes expanded over draws: name -> draws
     for i, table in enumerate(tables, 1):
         name = table.get("name")
         label = f"{where} [[recipe]] #{i}"
@@ -172,6 +173,8 @@ def _recipes(tables: object, where: str) -> tuple[RecipeSpec, ...]:
             raise SpecError(f"{label}: draws = {draws} repeats the recipe on other labelled subsets; add labels_per_class = k to it")
         recipe = make_recipe(kind, options, label)  # validates keys and values now, not after training
         parent = getattr(recipe, "parent", None)
+        if parent is not None and parent in repeated:
+            raise SpecError(f"{label}: parent '{parent}' was repeated over draws = {repeated[parent]}; name one draw, e.g. parent = \"{parent}.draw1\"")
         if parent is not None and not any(r.name == parent for r in out):
             raise SpecError(f"{label}: parent '{parent}' is not a recipe listed above{did_you_mean(parent, [r.name for r in out])}")
         if parent is not None and kind in _FLOAT_PARENT_ONLY:
@@ -183,6 +186,7 @@ def _recipes(tables: object, where: str) -> tuple[RecipeSpec, ...]:
             out.append(RecipeSpec(name, kind, options, labels))
         else:  # one candidate per draw; the same draw number gives every recipe the same labelled examples
             out.extend(RecipeSpec(f"{name}.draw{d}", kind, options, labels, d) for d in range(1, draws + 1))
+            repeated[name] = draws
     return tuple(out)
 
 
