@@ -64,10 +64,8 @@ def main() -> None:
             index = [rows[row.tobytes()] for row in few.train.x]
             probe_acc.append(best_probe(feats["train"][index], few.train.y, feats["test"], test_y)[0])
             context = RecipeContext(task=few, work_dir=Path(tmp) / f"gru{draw}", progress=False)
-            gru = make_recipe("train", {"arch": "gru", "epochs": 60, "patience": 15}, "gru").make("gru", context).model.eval()
-            with torch.inference_mode():
-                logits = torch.cat([gru(as_input(task.test.x[i : i + 256])) for i in range(0, len(task.test), 256)])
-            gru_acc.append(float((logits.argmax(1).numpy() == test_y).mean()))
+            gru = make_recipe("train", {"arch": "gru", "epochs": 60, "patience": 15}, "gru").make("gru", context)
+            gru_acc.append(float((gru.predict(as_input(task.test.x)).argmax(1).numpy() == test_y).mean()))
             print(f"  draw {draw}: probe {probe_acc[-1]:.3f}   GRU from scratch {gru_acc[-1]:.3f}")
     print(f"mean over {args.draws} draws: probe {np.mean(probe_acc):.3f}, GRU {np.mean(gru_acc):.3f}; "
           f"GRU with {args.k}/class vs the probe's all-label ceiling: {np.mean(gru_acc) - ceiling:+.3f}")
