@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..errors import SpecError, did_you_mean
 
 if TYPE_CHECKING:
-    from ..data.task import Task
+    from ..data.task import Split, Task
     from ..models.candidate import Candidate
     from .predictions import PredictionCache, Predictions
 
 
 SKIPPED = "skipped"  # the metric name of a record saying a check did not apply
+ALWAYS_RUN = ("baseline",)  # checks every study runs, whatever its [checks] run list says
 
 
 @dataclass(frozen=True)
@@ -89,21 +90,31 @@ class CheckContext:
     n_boot: int = 1000
     candidates: Mapping[str, Candidate] = field(default_factory=dict)  # all of the study's, by name
     views: tuple[str, ...] = ()  # test-split views the study's checks asked for (prefetched): others may read them at no cost
+    split: str = "test"  # the split checks evaluate on: "val" when a policy decides there, "test" for the reported figures
+
+    @property
+    def data(self) -> Split:
+        """The labelled split being evaluated (its metadata and groups)."""
+        return self.task.split(self.split)
 
     @property
     def reference(self) -> Candidate | None:
         """The study's reference for relative metrics: its first candidate."""
         return next(iter(self.candidates.values()), None)
 
-    def predict(self, candidate: Candidate, split: str = "test", view: str = "clean", embeddings: bool = False) -> Predictions:
-        return self.predictions.get(candidate, self.task, split=split, view=view, embeddings=embeddings)
+    def predict(self, candidate: Candidate, split: str | None = None, view: str = "clean", embeddings: bool = False) -> Predictions:
+        """Cached predictions on ``split`` (default: the split being evaluated) through ``view``."""
+        return self.predictions.get(candidate, self.task, split=split or self.split, view=view, embeddings=embeddings)
 
 
 class Check:
     """Base class: constructors store keyword-only parameters; ``run`` computes.
 
     Subclasses set ``name``, ``metrics`` (metric -> higher_is_better) and,
-    where they differ from the defaults, ``needs``, ``views`` and ``splits``.
+    where they differ from the defaults, ``needs``, ``views`` and ``splits``
+    (clean splits read besides the evaluated one, e.g. ``val`` to fit a
+    temperature). ``per_split = False`` marks a check whose figures do not
+    depend on the evaluated split (efficiency): it runs once.
     """
 
     name: ClassVar[str]
@@ -111,19 +122,20 @@ class Check:
     needs: ClassVar[tuple[str, ...]] = ("logits",)
     views: ClassVar[tuple[str, ...]] = ("clean",)
     splits: ClassVar[tuple[str, ...]] = ("test",)
+    per_split: ClassVar[bool] = True
 
     def run(self, candidate: Candidate, context: CheckContext) -> list[Evidence]:
         raise NotImplementedError  # each registered check overrides it
 
-    def requests(self, task: Task) -> set[tuple[str, str, bool]]:
-        """The (split, view, embeddings) predictions this check reads, from its declared needs."""
+    def requests(self, task: Task, evaluated: tuple[str, ...] = ("test",)) -> set[tuple[str, str, bool]]:
+        """The (split, view, embeddings) predictions this check reads when evaluating on ``evaluated``."""
         from ..data.views import expand_views
 
         embeddings = "embeddings" in self.needs
         if not self.needs:
             return set()
-        out = {(split, "clean", embeddings) for split in self.splits}
-        out |= {("test", view, embeddings) for view in expand_views(self.views, task) if view != "clean"}
+        out = {(split, "clean", embeddings) for split in (*self.splits, *evaluated)}
+        out |= {(split, view, embeddings) for split in evaluated for view in expand_views(self.views, task) if view != "clean"}
         return out
 
     def params(self) -> dict[str, Any]:

@@ -30,10 +30,10 @@ def mcnemar_exact(reference_correct: np.ndarray, candidate_correct: np.ndarray) 
     return b, c, p
 
 
-def forgotten_preview(task, index: np.ndarray, reference_pred: np.ndarray, candidate_pred: np.ndarray) -> list[dict]:
+def forgotten_preview(task, index: np.ndarray, reference_pred: np.ndarray, candidate_pred: np.ndarray, split: str = "test") -> list[dict]:
     """A few forgotten test examples, small enough for the evidence record: a thumbnail, a signal or the text."""
     names = task.class_names
-    test = task.test
+    test = task.split(split)
     out = []
     for i in index.tolist():
         row = {"index": i, "label": str(names[test.y[i]]), "reference": str(names[reference_pred[i]]), "candidate": str(names[candidate_pred[i]])}
@@ -98,7 +98,7 @@ class Comparison(Check):
         ours, theirs = context.predict(candidate), context.predict(base)
         y = ours.labels
         a, b = ours.predicted, theirs.predicted
-        groups = context.task.test.groups
+        groups = context.data.groups
         attribute = next(iter(groups), None)
         group_names, codes = np.unique(np.asarray(groups[attribute]).astype(str), return_inverse=True) if attribute else ([], None)
         n_groups = len(group_names)
@@ -138,7 +138,7 @@ class Comparison(Check):
             "verdict": ("worse" if full[0] > 0 else "better") if p < self.alpha else "no significant difference",
             "forgotten_examples": forgotten[:50].tolist(),
             "forgotten_count": int(len(forgotten)),
-            "forgotten_preview": forgotten_preview(context.task, forgotten[:8], b, a),
+            "forgotten_preview": forgotten_preview(context.task, forgotten[:8], b, a, context.split),
             "per_class": per_class,
             "harm_multiple": self.harm_multiple,
             "harmed_classes": [row["name"] for row in per_class if row["flagged"]],

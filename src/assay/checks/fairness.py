@@ -70,7 +70,7 @@ class Fairness(Check):
 
     def run(self, candidate, context: CheckContext) -> list[Evidence]:
         task = context.task
-        groups = task.test.groups
+        groups = context.data.groups
         if not groups:
             return [self.skipped(candidate, "the task has no group attribute; add groups = [\"column\"] to [task] to measure fairness")]
         attribute = self.group or next(iter(groups))

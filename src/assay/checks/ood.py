@@ -163,10 +163,10 @@ class OOD(Check):
         sets = [s for s in self.sets if (s != "holdout" or task.ood is not None) and (s != "user" or task.ood_user is not None)]
         train = context.predict(candidate, split="train", embeddings=True)
         scorer = EmbeddingScorer(train.embeddings, train.labels, self.k)
-        ind = self._scores(candidate, context, scorer, "test", "clean")
+        ind = self._scores(candidate, context, scorer, context.split, "clean")
         table, outs = {}, {}
         for name in sets:
-            out = outs[name] = self._scores(candidate, context, scorer, "test", f"ood:{name}")
+            out = outs[name] = self._scores(candidate, context, scorer, context.split, f"ood:{name}")
             table[name] = {s: {"auroc": float(auroc(ind[s], out[s])), "aupr": aupr_out(ind[s], out[s]), "fpr95": float(fpr_at_tpr(ind[s], out[s]))} for s in SCORES}
         # Stratified bootstrap: ID and OOD examples resampled separately.
         primary = bootstrap_auroc_fpr(ind[self.score], {m: outs[m][self.score] for m in sets}, context.n_boot, np.random.default_rng(context.seed)) if sets else {}

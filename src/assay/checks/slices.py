@@ -80,7 +80,7 @@ class Slices(Check):
         p = context.predict(candidate, embeddings=True)
         wrong = p.predicted != p.labels
         n = len(wrong)
-        masks = metadata_slices(dict(context.task.test.meta))
+        masks = metadata_slices(dict(context.data.meta))
         k = min(self.n_clusters, n // max(self.min_size, 1))
         if k >= 2 and p.embeddings is not None:
             masks |= cluster_slices(p.embeddings, k, context.seed)
