@@ -7,7 +7,7 @@ import importlib
 from .base import CHECKS, Check, CheckContext, Evidence, register_check
 
 # Modules holding registered checks; importing one registers it.
-_MODULES = ("performance", "calibration", "efficiency", "robustness", "ood", "fairness", "comparison", "slices")
+_MODULES = ("performance", "calibration", "efficiency", "robustness", "ood", "fairness", "comparison", "slices", "baseline")
 
 
 def load_all() -> dict[str, type[Check]]:

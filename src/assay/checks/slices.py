@@ -12,20 +12,10 @@ looks. The worst slices are reported with example members.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import binomtest, norm
+from scipy.stats import binomtest
 
 from .base import Check, CheckContext, Evidence, register_check
-
-
-def wilson_interval(errors: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a proportion."""
-    if n == 0:
-        return 0.0, 1.0
-    z = norm.ppf(0.5 + level / 2)
-    p = errors / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+from .stats import wilson_interval
 
 
 def holm(pvalues: np.ndarray) -> np.ndarray:

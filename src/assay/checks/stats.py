@@ -78,3 +78,16 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
     half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1)) * sd / math.sqrt(len(values))
     return mean - half, mean + half
 
+
+def wilson_interval(errors: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion ``errors / n`` (Wilson 1927); never empty, always holds the point."""
+    if n == 0:
+        return 0.0, 1.0
+    from scipy.stats import norm
+
+    z = norm.ppf(0.5 + level / 2)
+    p = errors / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    # Wilson's interval holds p exactly; the clamp only removes rounding (1.4e-17 above a p of 0).
+    return float(min(p, max(0.0, centre - half))), float(max(p, min(1.0, centre + half)))
