@@ -7,8 +7,8 @@ from assay.errors import SpecError
 from assay.select import Policy, pareto_front, select
 
 
-def ev(candidate, metric, value, low=None, high=None):
-    return Evidence(check="x", metric=metric, candidate=candidate, value=value, low=low, high=high)
+def ev(candidate, metric, value, low=None, high=None, split="val"):
+    return Evidence(check="x", metric=metric, candidate=candidate, value=value, low=low, high=high, split=split)
 
 
 def policy(gates=(), objectives=()):
@@ -61,3 +61,44 @@ def test_decision_round_trips_through_json():
 
     d = select([ev("a", "accuracy", 0.9)], ["a"], policy(gates=["accuracy > 0.5"]))
     assert Decision.from_dict(json.loads(json.dumps(d.to_dict()))) == d
+
+
+def test_the_decision_is_made_on_validation_and_ignores_test_figures():
+    """The test-set best differs from the validation-set best: the validation choice ships."""
+    evidence = [
+        ev("a", "accuracy", 0.95, 0.93, 0.97), ev("a", "accuracy", 0.90, 0.87, 0.92, split="test"),
+        ev("b", "accuracy", 0.89, 0.86, 0.91), ev("b", "accuracy", 0.96, 0.94, 0.98, split="test"),
+    ]
+    d = select(evidence, ["a", "b"], policy(gates=["accuracy >= 0.9"], objectives=["maximise accuracy"]))
+    assert d.chosen == "a" and d.select_on == "val" and "validation split" in d.reason
+    assert [r.value for r in d.gate_results] == [0.95, 0.89]
+    on_test = Policy.parse({"gates": ["accuracy >= 0.9"], "objectives": ["maximise accuracy"], "select_on": "test"}, known_metrics())
+    assert select(evidence, ["a", "b"], on_test).chosen == "b"
+    with pytest.raises(SpecError, match="select_on = 'train' is not a split"):
+        Policy.parse({"select_on": "train"}, known_metrics())
+
+
+def test_a_tie_on_the_last_objective_is_said():
+    evidence = [ev("a", "accuracy", 0.95, 0.93, 0.97), ev("b", "accuracy", 0.94, 0.92, 0.96), ev("c", "accuracy", 0.80, 0.78, 0.82)]
+    d = select(evidence, ["a", "b", "c"], policy(objectives=["maximise accuracy"]))
+    assert d.chosen == "a" and d.tied == ("b",)
+    assert "statistically tied with b" in d.reason and "no further objective" in d.reason
+    clear = select(evidence[::2], ["a", "c"], policy(objectives=["maximise accuracy"]))
+    assert clear.tied == () and "it is best on accuracy" in clear.reason
+
+
+def test_the_tie_rule_the_sentence_states_is_the_one_applied():
+    """Tied when at least one value lies in the other's interval (here only b's value lies in a's)."""
+    evidence = [ev("a", "accuracy", 0.95, 0.90, 0.99), ev("a", "latency_p50_ms", 2.0),
+                ev("b", "accuracy", 0.91, 0.905, 0.915), ev("b", "latency_p50_ms", 1.0)]
+    d = select(evidence, ["a", "b"], policy(objectives=["maximise accuracy", "minimise latency_p50_ms"]))
+    assert d.chosen == "b" and "at least one of each pair's values lies inside the other's 95% interval" in d.reason
+
+
+def test_beats_baseline_gate_and_failed_candidates():
+    evidence = [ev("a", "beats_baseline", 0.0), ev("a", "accuracy", 0.9), ev("b", "beats_baseline", 1.0), ev("b", "accuracy", 0.8)]
+    gate = policy(gates=["beats_baseline"])
+    assert gate.gates[0].metric == "beats_baseline" and str(gate.gates[0]) == "beats_baseline >= 1"
+    assert select(evidence, ["a", "b"], gate).chosen == "b"
+    d = select(evidence, ["a", "b"], gate, failed={"b": "training diverged"})
+    assert d.chosen is None and d.failed == {"b": "training diverged"} and "b: training diverged" in d.reason

@@ -6,13 +6,21 @@ A policy is written in the study file::
     gates = ["accuracy >= 0.95", "ece <= 0.05"]
     objectives = ["maximise accuracy", "minimise latency_p50_ms"]
 
+    select_on = "val"                # the default; "test" is possible and the report warns
+
 Gates filter; among candidates that pass every gate, the Pareto front over the
 objectives is built, and the pick is made lexicographically with statistical
 ties: the first objective decides unless the best candidate and another
-front member are statistically indistinguishable (either value lies inside
-the other's 95% interval), in which case the next objective breaks the tie.
-That keeps "0.981 vs 0.978 on 270 test images" from outweighing a 3x faster
-model.
+front member are statistically indistinguishable (at least one of the two
+values lies inside the other's 95% interval), in which case the next
+objective breaks the tie. That keeps "0.981 vs 0.978 on 270 test images"
+from outweighing a 3x faster model. A tie on the last objective is said in
+the decision, and the higher point estimate is picked.
+
+Gates and objectives are read on the validation split by default, so the
+winner's test figures stay an unbiased estimate: with many candidates, the
+best test score is flattered by the choice itself. Failed candidates (a
+training that diverged) are listed, never chosen.
 """
 
 from __future__ import annotations
@@ -20,13 +28,16 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from .checks.base import Evidence
 from .errors import SpecError, did_you_mean
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
 _GATE = re.compile(r"^\s*([A-Za-z_][\w.:\-\[\]]*)\s*(>=|<=|==|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+_BARE = re.compile(r"^\s*([A-Za-z_]\w*)\s*$")  # 'beats_baseline' alone means 'beats_baseline >= 1'
+_BOOLEAN_METRICS = ("beats_baseline",)
+SELECT_SPLITS = ("val", "test")
 _OBJECTIVE = re.compile(r"^\s*(maximi[sz]e|minimi[sz]e)\s+([A-Za-z_][\w.:\-\[\]]*)\s*$")
 
 
@@ -56,6 +67,7 @@ class Objective:
 class Policy:
     gates: tuple[Gate, ...] = ()
     objectives: tuple[Objective, ...] = ()
+    select_on: str = "val"  # the split gates and objectives are read on
 
     @classmethod
     def parse(cls, section: Mapping[str, object], known: Mapping[str, bool | None], where: str = "study.toml [policy]") -> Policy:
@@ -65,10 +77,16 @@ class Policy:
             SpecError: naming the bad gate or objective and suggesting a fix.
         """
         for key in section:
-            if key not in ("gates", "objectives"):
-                raise SpecError(f"{where}: unknown key '{key}'{did_you_mean(key, ['gates', 'objectives'])}")
+            if key not in ("gates", "objectives", "select_on"):
+                raise SpecError(f"{where}: unknown key '{key}'{did_you_mean(key, ['gates', 'objectives', 'select_on'])}")
+        select_on = section.get("select_on", "val")
+        if select_on not in SELECT_SPLITS:
+            raise SpecError(f"{where}: select_on = {select_on!r} is not a split to decide on; use \"val\" (the default) or \"test\"")
         gates = []
         for text in _strings(section.get("gates", []), where, "gates"):
+            bare = _BARE.match(text)
+            if bare and bare[1] in _BOOLEAN_METRICS:
+                text = f"{bare[1]} >= 1"
             m = _GATE.match(text)
             if not m:
                 raise SpecError(f"{where}: cannot read gate '{text}'; write it as 'metric >= number' (ops: >=, <=, >, <, ==)")
@@ -81,7 +99,7 @@ class Policy:
                 raise SpecError(f"{where}: cannot read objective '{text}'; write it as 'maximise metric' or 'minimise metric'")
             _known_metric(m[2], known, where, f"objective '{text}'")
             objectives.append(Objective(m[2], m[1].startswith("maxim")))
-        return cls(tuple(gates), tuple(objectives))
+        return cls(tuple(gates), tuple(objectives), select_on)
 
     def metrics(self) -> set[str]:
         return {g.metric for g in self.gates} | {o.metric for o in self.objectives}
@@ -119,6 +137,10 @@ class Decision:
         passed: candidates that pass every gate.
         pareto: the Pareto front among those.
         gate_results: every (candidate, gate) with the value it was judged on.
+        select_on: the split the gates and objectives were read on.
+        tied: candidates statistically tied with the chosen one on the
+            objective that decided, when no later objective could break it.
+        failed: candidates that could not be made (name -> one-line reason).
     """
 
     chosen: str | None
@@ -128,6 +150,9 @@ class Decision:
     passed: tuple[str, ...]
     pareto: tuple[str, ...]
     gate_results: tuple[GateResult, ...]
+    select_on: str = "val"
+    tied: tuple[str, ...] = ()
+    failed: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -140,16 +165,19 @@ class Decision:
     @classmethod
     def from_dict(cls, data: Mapping) -> Decision:
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        fields.setdefault("select_on", "test")  # decisions stored before selection moved to validation were made on test
         fields["gate_results"] = tuple(GateResult(**g) for g in data["gate_results"])
         return cls(**fields)
 
 
-def _table(evidence: Iterable[Evidence]) -> dict[str, dict[str, Evidence]]:
-    """candidate -> metric -> Evidence on the test split (metric names are unique across checks)."""
+def evidence_table(evidence: Iterable[Evidence], split: str = "test") -> dict[str, dict[str, Evidence]]:
+    """candidate -> metric -> Evidence on ``split``, the clean view preferred (metric names are unique across checks)."""
     out: dict[str, dict[str, Evidence]] = {}
     for e in evidence:
-        if e.split == "test":
-            out.setdefault(e.candidate, {})[e.metric] = e
+        if e.split == split:
+            row = out.setdefault(e.candidate, {})
+            if e.metric not in row or e.view == "clean":
+                row[e.metric] = e
     return out
 
 
@@ -175,9 +203,16 @@ def pareto_front(values: Mapping[str, Sequence[float]], maximise: Sequence[bool]
     return front
 
 
-def select(evidence: Sequence[Evidence], candidates: Sequence[str], policy: Policy) -> Decision:
-    """Apply gates, build the Pareto front, and pick one candidate."""
-    table = _table(evidence)
+def select(evidence: Sequence[Evidence], candidates: Sequence[str], policy: Policy, *, failed: Mapping[str, str] | None = None) -> Decision:
+    """Apply gates on ``policy.select_on``, build the Pareto front, and pick one candidate.
+
+    Args:
+        failed: candidates that could not be made, with the reason; listed in
+            the decision and never chosen.
+    """
+    failed = dict(failed or {})
+    candidates = [n for n in candidates if n not in failed]
+    table = evidence_table(evidence, policy.select_on)
     results = []
     for name in candidates:
         for gate in policy.gates:
@@ -190,10 +225,14 @@ def select(evidence: Sequence[Evidence], candidates: Sequence[str], policy: Poli
         objectives=tuple(map(str, policy.objectives)),
         passed=tuple(passed),
         gate_results=tuple(results),
+        select_on=policy.select_on,
+        failed=failed,
     )
+    where = f"on the {'validation' if policy.select_on == 'val' else 'test'} split"
     if not passed:
         failures = [f"{r.candidate}: {r.gate} (got {_show(r.value)})" for r in results if not r.passed]
-        return Decision(None, "No candidate passes every gate. Failed: " + "; ".join(failures) + ".", pareto=(), **common)
+        failures += [f"{name}: {reason}" for name, reason in failed.items()]
+        return Decision(None, f"No candidate passes every gate {where}. Failed: " + "; ".join(failures) + ".", pareto=(), **common)
 
     objectives = policy.objectives or (Objective("accuracy", True),)
     scored = {n: table.get(n, {}) for n in passed}
@@ -202,29 +241,41 @@ def select(evidence: Sequence[Evidence], candidates: Sequence[str], policy: Poli
         return Decision(passed[0], f"{passed[0]} passes every gate; no objective could be measured, so the first listed is chosen.", pareto=tuple(passed), **common)
     vectors = {n: [scored[n][o.metric].value for o in objectives] for n in usable}
     front = pareto_front(vectors, [o.maximise for o in objectives])
-    chosen, why = _pick(front, scored, objectives)
+    chosen, why, tied = _pick(front, scored, objectives, usable)
     gate_text = f"passes all {len(policy.gates)} gate(s)" if policy.gates else "no gates set"
-    reason = f"{chosen} {gate_text} and is on the Pareto front of {len(front)} ({', '.join(front)}); {why}"
-    return Decision(chosen, reason, pareto=tuple(front), **common)
+    reason = f"Read {where}: {chosen} {gate_text} and is on the Pareto front of {len(front)} ({', '.join(front)}); {why}"
+    return Decision(chosen, reason, pareto=tuple(front), tied=tuple(tied), **common)
 
 
-def _pick(front: list[str], scored: Mapping[str, Mapping[str, Evidence]], objectives: Sequence[Objective]) -> tuple[str, str]:
-    """Lexicographic pick where a later objective only breaks statistical ties."""
+def _pick(front: list[str], scored: Mapping[str, Mapping[str, Evidence]], objectives: Sequence[Objective], usable: Sequence[str]) -> tuple[str, str, list[str]]:
+    """Lexicographic pick where a later objective only breaks statistical ties.
+
+    Returns the pick, the sentence that explains it, and the candidates still
+    tied with it when the last objective could not separate them. With a
+    single objective the front is the best alone, so its ties are looked for
+    among every candidate that passed the gates.
+    """
     pool = list(front)
     notes = []
     for i, objective in enumerate(objectives):
         sign = 1 if objective.maximise else -1
         best = max(pool, key=lambda n: sign * scored[n][objective.metric].value)
         e = scored[best][objective.metric]
-        tied = [n for n in pool if n == best or (i + 1 < len(objectives) and _overlap(e, scored[n][objective.metric]))]
+        among = usable if len(objectives) == 1 else pool
+        tied = [n for n in among if n == best or _overlap(e, scored[n][objective.metric])]
         if len(tied) == 1:
             notes.append(f"it is best on {objective.metric} ({e.interval_text()})")
-            return best, " ".join(notes) + "."
-        notes.append(
-            f"{', '.join(tied)} are statistically tied on {objective.metric} (each one's value lies in the other's 95% interval), so {objectives[i + 1].metric} decides;"
-        )
-        pool = tied
-    return pool[0], " ".join(notes) + "."
+            return best, " ".join(notes) + ".", []
+        rule = "at least one of each pair's values lies inside the other's 95% interval"
+        if i + 1 < len(objectives):
+            notes.append(f"{', '.join(tied)} are statistically tied on {objective.metric} ({rule}), so {objectives[i + 1].metric} decides;")
+            pool = tied
+            continue
+        others = [n for n in tied if n != best]
+        notes.append(f"it has the best point estimate on {objective.metric} ({e.interval_text()}), but it is statistically tied with "
+                     f"{', '.join(others)} ({rule}) and no further objective breaks the tie: the difference may be noise")
+        return best, " ".join(notes) + ".", others
+    return pool[0], " ".join(notes) + ".", []
 
 
 def _overlap(a: Evidence, b: Evidence) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import platform
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .checks.base import CheckContext, Evidence, make_check
+from .checks.base import ALWAYS_RUN, CheckContext, Evidence, make_check
 from .checks.predictions import PredictionCache
 from .data.task import Task
 from .errors import SpecError
@@ -140,7 +141,7 @@ class Study:
         run_dir = store.run_dir(run_id)
 
         started = time.perf_counter()
-        candidates = self._make_candidates(task, run_id, on_epoch_end)
+        candidates, failed = self._make_candidates(task, run_id, on_epoch_end)
         timings["make_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -150,7 +151,7 @@ class Study:
         timings["evaluate_s"] = time.perf_counter() - started
         timings["forward_s"] = cache.forward_seconds
 
-        decision = select(evidence, list(candidates), spec.policy)
+        decision = select(evidence, [r.name for r in spec.recipes], spec.policy, failed=failed)
         exit_code = 0 if decision.chosen else 1
         store.finish_run(run_id, decision, exit_code)
         started = time.perf_counter()
@@ -172,13 +173,28 @@ class Study:
             "environment": {**library_versions(), "platform": platform.platform(), "machine": platform.machine(), "device": str(self.device)},
         }
 
-    def _make_candidates(self, task: Task, run_id: str, on_epoch_end) -> dict[str, Candidate]:
+    def _make_candidates(self, task: Task, run_id: str, on_epoch_end) -> tuple[dict[str, Candidate], dict[str, str]]:
+        """Every recipe's candidate, and the recipes whose training failed (name -> reason).
+
+        A diverged training stops that candidate only: it is recorded as failed
+        (``work/NAME/failed.txt``, so a resumed run does not retry it), cannot be
+        chosen, and so cannot parent a child either.
+        """
+        from ._io import write_text
+        from .errors import TrainingDiverged
+
         made: dict[str, Candidate] = {}
+        failed: dict[str, str] = {}
         where = self.spec.path or "study"
         for recipe_spec in self.spec.recipes:
             name = recipe_spec.name
             if self.store.has_candidate(run_id, name):
                 made[name] = self.store.load_candidate(run_id, name)
+                continue
+            marker = self.store.run_dir(run_id) / "work" / name / "failed.txt"
+            parent = recipe_spec.options.get("parent")
+            if marker.is_file() or parent in failed:
+                failed[name] = marker.read_text().strip() if marker.is_file() else f"its parent '{parent}' failed"
                 continue
             recipe = make_recipe(recipe_spec.kind, recipe_spec.options, f"{where} [[recipe]] '{name}'")
             k = recipe_spec.labels_per_class
@@ -192,36 +208,51 @@ class Study:
                 on_epoch_end=on_epoch_end,
                 shared_dir=self.store.run_dir(run_id) / "work" / "_shared",
             )
-            candidate = recipe.make(name, context)
+            try:
+                candidate = recipe.make(name, context)
+            except TrainingDiverged as error:
+                failed[name] = str(error)
+                write_text(marker, str(error) + "\n")
+                print(f"assay: {error}", file=sys.stderr)
+                continue
             if k:  # recorded where the report and the label-efficiency plot read it
                 prov = candidate.provenance
                 labels = {"labels_per_class": k, **({"label_draw": recipe_spec.draw} if recipe_spec.draw else {})}
                 candidate = Candidate(name, candidate.model, dataclasses.replace(prov, config={**prov.config, **labels}), candidate.training)
             self.store.save_candidate(run_id, candidate)
             made[name] = candidate
-        return made
+        return made, failed
 
     def evaluate(self, task: Task, candidates: list[Candidate], cache: PredictionCache) -> list[Evidence]:
-        """Every check on every candidate, reading the shared prediction cache."""
+        """Every check on every candidate on the test split, and on the split the policy decides on.
+
+        On the validation split only the checks whose metrics the policy reads
+        run (plus ``performance`` and the always-run ones): nothing else reads
+        those figures. A check whose figures do not depend on the split
+        (efficiency) runs once, and its records serve both splits.
+        """
         from tqdm.auto import tqdm
 
-        checks = [make_check(name, options) for name, options in self.spec.checks.items()]
-        requests = set().union(*(check.requests(task) for check in checks))
-        context = CheckContext(
-            task=task,
-            predictions=cache,
-            seed=self.seed,
-            n_boot=self.spec.n_boot,
-            candidates={c.name: c for c in candidates},
-            views=tuple(sorted({view for split, view, _ in requests if split == "test"})),
-        )
+        names = [*(n for n in ALWAYS_RUN if n not in self.spec.checks), *self.spec.checks]
+        checks = [make_check(name, self.spec.checks.get(name, {})) for name in names]
+        policy = self.spec.policy
+        wanted = policy.metrics()
+        deciding = [k for k in checks if policy.select_on != "test" and (k.name in (*ALWAYS_RUN, "performance") or wanted & set(k.metrics))]
+        requests = set().union(*(k.requests(task) for k in checks), *(k.requests(task, (policy.select_on,)) for k in deciding if k.per_split))
+        base = dict(task=task, predictions=cache, seed=self.seed, n_boot=self.spec.n_boot, candidates={c.name: c for c in candidates})
+        contexts = {split: CheckContext(**base, split=split, views=tuple(sorted({v for s, v, _ in requests if s == split})))
+                    for split in dict.fromkeys(("test", policy.select_on))}
         cache.prefetch(candidates, task, requests, progress=self.progress)
         evidence: list[Evidence] = []
-        pairs = [(c, k) for c in candidates for k in checks]
-        with tqdm(pairs, desc="checks", unit="check", disable=not self.progress, dynamic_ncols=True) as bar:
-            for candidate, check in bar:
-                bar.set_postfix_str(f"{candidate.name}: {check.name}")
-                evidence.extend(check.run(candidate, context))
+        jobs = [(c, k, "test") for c in candidates for k in checks] + [(c, k, policy.select_on) for c in candidates for k in deciding]
+        with tqdm(jobs, desc="checks", unit="check", disable=not self.progress, dynamic_ncols=True) as bar:
+            for candidate, check, split in bar:
+                bar.set_postfix_str(f"{candidate.name}: {check.name} ({split})")
+                if split == "test" or check.per_split:
+                    found = check.run(candidate, contexts[split])
+                else:  # measured once on test; the same records stand for the deciding split
+                    found = [e for e in evidence if e.candidate == candidate.name and e.check == check.name and e.split == "test"]
+                evidence.extend(dataclasses.replace(e, split=split) if e.split == "test" else e for e in found)
         return evidence
 
 

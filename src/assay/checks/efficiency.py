@@ -58,6 +58,7 @@ class Efficiency(Check):
         "flops_per_sample": False, "peak_memory_mb": False, "energy_per_1k_j": False, "training_energy_kj": False, "training_co2e_g": False,
     }
     needs = ()
+    per_split = False  # size, speed and energy do not depend on which split is being judged
 
     def __init__(self, *, repeats: int = 100, warmup: int = 10, batch_size: int = 256, batch_repeats: int = 10, grid_g_per_kwh: float = GRID_G_PER_KWH) -> None:
         if min(repeats, batch_size, batch_repeats) < 1 or warmup < 0 or grid_g_per_kwh < 0:
