@@ -49,19 +49,6 @@ class TrainingDiverged(ModelError):
         self.recipe, self.epoch = recipe, epoch
 
 
-class TrainingDiverged(ModelError):
-    """Training produced a non-finite loss; the candidate cannot be made with these settings.
-
-    Attributes:
-        recipe: the name of the recipe (the candidate) whose training diverged.
-        epoch: the epoch (1-based) in which it happened.
-    """
-
-    def __init__(self, message: str, *, recipe: str, epoch: int) -> None:
-        super().__init__(message)
-        self.recipe, self.epoch = recipe, epoch
-
-
 class MissingDependency(AssayError, ImportError):
     """An optional library is needed for the feature asked for."""
 

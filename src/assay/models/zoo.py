@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -80,16 +80,60 @@ def arch_options(name: str) -> list[str]:
     return [p for p, v in inspect.signature(ARCHITECTURES[name]).parameters.items() if v.kind is v.KEYWORD_ONLY]
 
 
+def check_arch(name: str, options: Mapping[str, Any], where: str = "arch") -> None:
+    """Validate an architecture name and its options (names, types, ranges) without building anything.
+
+    Raises:
+        SpecError: for an unknown architecture, an unknown option or a bad value.
+    """
+    from .._options import check_options
+
+    if not isinstance(name, str) or name not in ARCHITECTURES:
+        raise SpecError(f"{where}: unknown architecture {name!r}{did_you_mean(str(name), ARCHITECTURES)}; available: {', '.join(ARCHITECTURES)}")
+    fn = ARCHITECTURES[name]
+    check_options(fn, options, f"{where} ('{name}')", skip=("input_shape", "num_classes"), what="option")
+
+
 def build(name: str, *, input_shape: Sequence[int], num_classes: int, where: str = "arch", **options: Any) -> Classifier:
     """An untrained model from the zoo.
 
     Raises:
-        SpecError: for an unknown architecture or option.
+        SpecError: for an unknown architecture, option or option value.
     """
-    if name not in ARCHITECTURES:
-        raise SpecError(f"{where}: unknown architecture '{name}'{did_you_mean(name, ARCHITECTURES)}; available: {', '.join(ARCHITECTURES)}")
-    allowed = arch_options(name)
-    for key in options:
-        if key not in allowed:
-            raise SpecError(f"{where}: architecture '{name}' has no option '{key}'{did_you_mean(key, allowed)}; options: {', '.join(allowed)}")
+    check_arch(name, options, where)
     return ARCHITECTURES[name](tuple(input_shape), num_classes, **options)
+
+
+def training_bytes(name: str, *, input_shape: Sequence[int], num_classes: int, batch_size: int, where: str = "arch", **options: Any) -> int:
+    """Estimated memory to train an architecture: weights, gradients and AdamW's two moments, plus one batch's activations.
+
+    The model is built on PyTorch's ``meta`` device (shapes only, nothing
+    allocated), so a model far too large is measured without being made.
+    Raises SpecError when the architecture cannot take this input shape.
+    """
+    import torch
+
+    if name == "pretrained":  # its size is the encoder's on disk, read when it loads
+        return 0
+    with torch.device("meta"):
+        model = build(name, input_shape=input_shape, num_classes=num_classes, where=where, **options)
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    activations = 0
+
+    def count(_module, _inputs, output) -> None:
+        nonlocal activations
+        for t in output if isinstance(output, (tuple, list)) else (output,):
+            if isinstance(t, torch.Tensor):
+                activations += t.numel() * t.element_size()
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if not list(m.children())]
+    try:
+        dtype = torch.long if name in TOKEN_ARCHITECTURES and options.get("vocab_size") else torch.float32
+        with torch.device("meta"):
+            model(torch.zeros((batch_size, *input_shape), dtype=dtype))
+    except Exception:  # noqa: BLE001 -- a layer without a meta kernel: count the weights alone
+        activations = 0
+    finally:
+        for h in hooks:
+            h.remove()
+    return 4 * weights + 2 * activations  # activations are kept for the backward pass, and their gradients made

@@ -80,6 +80,15 @@ class Recipe:
     def make(self, name: str, context: RecipeContext) -> Candidate:
         raise NotImplementedError  # each registered recipe overrides it
 
+    def check_task(self, task: Task, where: str) -> None:
+        """Refuse, before anything trains, what cannot work on this task (a wrong input shape, a model too large).
+
+        Called once per recipe when the task is loaded; the default accepts everything.
+
+        Raises:
+            SpecError, ModelError, DataError: one line naming the recipe and the fix.
+        """
+
     def params(self) -> dict[str, Any]:
         return {p: getattr(self, p) for p in option_names(type(self))}
 
@@ -104,3 +113,20 @@ def make_recipe(kind: str, options: Mapping[str, Any], where: str) -> Recipe:
     if kind not in RECIPES:
         raise SpecError(f"{where}: unknown recipe kind '{kind}'{did_you_mean(kind, RECIPES)}; known: {', '.join(sorted(RECIPES))}")
     return construct(RECIPES[kind], options, where)
+
+
+def check_trainable(arch: str, arch_options: Mapping[str, Any], task: Task, batch_size: int, where: str) -> None:
+    """Refuse an architecture that cannot read the task's inputs, or whose training would not fit in memory.
+
+    Raises:
+        SpecError: naming the recipe, what was found and the fix.
+    """
+    from ..data.memory import available_bytes, budget_bytes, size_text
+    from ..models import zoo
+    from .train import arch_options_for
+
+    options = arch_options_for(task, arch, dict(arch_options), where)
+    need = zoo.training_bytes(arch, input_shape=task.input_shape, num_classes=task.num_classes, batch_size=min(batch_size, len(task.train)), where=where, **options)
+    if need > budget_bytes():
+        raise SpecError(f"{where}: training arch '{arch}' on inputs of shape {tuple(task.input_shape)} needs about {size_text(need)} "
+                        f"(this machine has {size_text(available_bytes())} available); make the model or the inputs smaller, or lower batch_size")

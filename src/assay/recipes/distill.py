@@ -20,7 +20,7 @@ from torch import nn
 from ..models import zoo
 from ..models.candidate import Candidate
 from ..models.inputs import as_input
-from .base import Recipe, RecipeContext, derived_provenance, register_recipe
+from .base import Recipe, RecipeContext, check_trainable, derived_provenance, register_recipe
 from .train import TrainConfig, _jsonable, arch_options_for, fit
 
 
@@ -69,13 +69,15 @@ class Distill(Recipe):
         weight_decay: float = 0.05,
         patience: int = 10,
     ) -> None:
-        if arch not in zoo.ARCHITECTURES:
-            raise ValueError(f"unknown architecture '{arch}'; available: {', '.join(zoo.ARCHITECTURES)}")
+        zoo.check_arch(arch, dict(arch_options or {}), "arch_options")
         if temperature <= 0 or not 0 <= alpha <= 1:
             raise ValueError(f"'temperature' must be positive and 'alpha' in [0, 1], got {temperature} and {alpha}")
         self.parent, self.arch, self.arch_options = parent, arch, dict(arch_options or {})
         self.temperature, self.alpha = temperature, alpha
         self.epochs, self.batch_size, self.lr, self.weight_decay, self.patience = epochs, batch_size, lr, weight_decay, patience
+
+    def check_task(self, task, where: str) -> None:
+        check_trainable(self.arch, self.arch_options, task, self.batch_size, where)
 
     def make(self, name: str, context: RecipeContext) -> Candidate:
         teacher = context.parent(self.parent, f"[[recipe]] '{name}'")

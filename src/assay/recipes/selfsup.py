@@ -28,7 +28,7 @@ from ..errors import SpecError
 from ..models import zoo
 from ..models.candidate import Candidate, Provenance
 from ..models.inputs import as_input
-from .base import Recipe, RecipeContext, register_recipe
+from .base import Recipe, RecipeContext, check_trainable, register_recipe
 from .train import TrainConfig, _jsonable, arch_options_for, fit
 
 def token_dropout(ids: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -131,11 +131,13 @@ class SelfSup(Recipe):
     ) -> None:
         if then not in ("linear-probe", "finetune"):
             raise ValueError(f"'then' must be linear-probe or finetune, got {then!r}")
-        if arch not in zoo.ARCHITECTURES:
-            raise ValueError(f"unknown architecture '{arch}'")
+        zoo.check_arch(arch, dict(arch_options or {}), "arch_options")
         self.arch, self.arch_options = arch, dict(arch_options or {})
         self.pretrain_epochs, self.batch_size, self.lr, self.temperature = pretrain_epochs, batch_size, lr, temperature
         self.then, self.epochs, self.head_lr = then, epochs, head_lr
+
+    def check_task(self, task, where: str) -> None:
+        check_trainable(self.arch, self.arch_options, task, self.batch_size, where)
 
     def make(self, name: str, context: RecipeContext) -> Candidate:
         task = context.task

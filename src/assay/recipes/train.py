@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -25,12 +26,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._io import atomic_path
+from ..errors import TrainingDiverged
 from ..data.task import Split
 from ..models import zoo
 from ..models.candidate import Candidate, Provenance
 from ..models.inputs import as_input
-from .base import Recipe, RecipeContext, register_recipe
+from .base import Recipe, RecipeContext, check_trainable, register_recipe
 
+log = logging.getLogger("assay")
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -48,8 +51,11 @@ class TrainConfig:
         for key in ("epochs", "batch_size", "patience"):
             if getattr(self, key) < 1:
                 raise ValueError(f"'{key}' must be at least 1, got {getattr(self, key)}")
-        if self.lr <= 0:
-            raise ValueError(f"'lr' must be positive, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"'lr' must be a positive finite number, got {self.lr}")
+        for key in ("warmup_epochs", "weight_decay"):
+            if not getattr(self, key) >= 0:
+                raise ValueError(f"'{key}' must be at least 0, got {getattr(self, key)}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"'label_smoothing' must be in [0, 1), got {self.label_smoothing}")
 
@@ -142,16 +148,9 @@ def fit(
     fingerprint = hashlib.sha256(json.dumps([asdict(config), seed, train.digest(), layout, repr(model)]).encode()).hexdigest()[:16]
 
     if checkpoint is not None and checkpoint.is_file():
-        saved = torch.load(checkpoint, map_location=device, weights_only=True)
-        if saved.get("fingerprint") == fingerprint:
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            scheduler.load_state_dict(saved["scheduler"])
-            best_weights = saved["best_weights"]
-            state = saved["state"]
-            torch.set_rng_state(saved["rng"])
-            if device.type == "cuda" and "cuda_rng" in saved:
-                torch.cuda.set_rng_state(saved["cuda_rng"], device)
+        resumed = _resume(checkpoint, fingerprint, device, model, optimizer, scheduler)
+        if resumed is not None:
+            best_weights, state = resumed
 
     bar = tqdm(total=config.epochs, initial=state["epoch"], desc=desc, unit="epoch", disable=not progress, leave=True, dynamic_ncols=True)
     try:
@@ -162,6 +161,8 @@ def fit(
             for index in _loader_order(len(x), seed, epoch).split(config.batch_size):
                 index = index.to(device)
                 loss = loss_fn(model, x[index], y[index], index)
+                if not torch.isfinite(loss):
+                    raise _diverged(desc, epoch + 1, config, f"training loss {loss.item()}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -169,6 +170,8 @@ def fit(
                 running += loss.item() * len(index)
                 seen += len(index)
             val_loss, val_acc = (evaluate or _evaluate)(model, xv, yv)
+            if not math.isfinite(val_loss):
+                raise _diverged(desc, epoch + 1, config, f"validation loss {val_loss}")
             row = {"epoch": epoch + 1, "loss": running / seen, "val_loss": val_loss, "val_accuracy": val_acc}
             state["history"].append(row)
             if val_loss < state["best_loss"] - 1e-6:
@@ -188,6 +191,8 @@ def fit(
         bar.close()
     model.load_state_dict(best_weights)
     model.eval()
+    if not progress:  # no bar: one line for the stage, for logs
+        log.info("%s: trained %d epochs (best %d, val loss %.4f) in %.1f s", desc, state["epoch"], state["best_epoch"], state["best_loss"], state["seconds"])
     return {
         "epochs_run": state["epoch"],
         "best_epoch": state["best_epoch"],
@@ -196,6 +201,43 @@ def fit(
         "best_val_loss": state["best_loss"],
         "history": state["history"],
     }
+
+
+def _diverged(desc: str, epoch: int, config: TrainConfig, what: str) -> TrainingDiverged:
+    return TrainingDiverged(
+        f"{desc}: training diverged in epoch {epoch} ({what}); lower lr (now {config.lr:g}) or check the inputs for extreme values",
+        recipe=desc, epoch=epoch,
+    )
+
+
+def _resume(checkpoint: Path, fingerprint: str, device: torch.device, model, optimizer, scheduler) -> tuple[dict, dict] | None:
+    """Load a checkpoint of this same training into model, optimiser and scheduler; ``None`` when there is none to use.
+
+    A damaged file (truncated, garbage, another program's) is not trusted: it is
+    named in a warning and training starts from scratch, never a traceback.
+    """
+    before = copy.deepcopy((model.state_dict(), optimizer.state_dict(), scheduler.state_dict()))
+    try:
+        saved = torch.load(checkpoint, map_location=device, weights_only=True)
+        if not isinstance(saved, dict) or saved.get("fingerprint") != fingerprint:
+            return None  # another training's checkpoint (the settings changed): start again
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        best_weights, state = saved["best_weights"], saved["state"]
+        if not isinstance(state, dict) or not {"epoch", "best_loss", "best_epoch", "bad_epochs", "seconds", "history"} <= set(state):
+            raise KeyError("state")
+        torch.set_rng_state(saved["rng"])
+        if device.type == "cuda" and "cuda_rng" in saved:
+            torch.cuda.set_rng_state(saved["cuda_rng"], device)
+        return best_weights, state
+    except Exception as error:  # noqa: BLE001 -- torch.load and load_state_dict raise many types for a damaged file
+        reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+        log.warning("%s: damaged checkpoint (%s); training restarts from scratch", checkpoint, reason)
+        model.load_state_dict(before[0])  # undo a partial load
+        optimizer.load_state_dict(before[1])
+        scheduler.load_state_dict(before[2])
+        return None
 
 
 def _save_checkpoint(path: Path, model, optimizer, scheduler, best_weights, state, fingerprint, device) -> None:
@@ -243,16 +285,16 @@ class Train(Recipe):
         patience: int = 10,
         label_smoothing: float = 0.0,
     ) -> None:
-        if arch not in zoo.ARCHITECTURES:
-            from ..errors import did_you_mean
-
-            raise ValueError(f"unknown architecture '{arch}'{did_you_mean(arch, zoo.ARCHITECTURES)}; available: {', '.join(zoo.ARCHITECTURES)}")
+        zoo.check_arch(arch, dict(arch_options or {}), "arch_options")
         self.arch = arch
         self.arch_options = dict(arch_options or {})
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
         self.weight_decay, self.warmup_epochs, self.patience = weight_decay, warmup_epochs, patience
         self.label_smoothing = label_smoothing
         self.config = TrainConfig(epochs, batch_size, lr, weight_decay, warmup_epochs, patience, label_smoothing)
+
+    def check_task(self, task, where: str) -> None:
+        check_trainable(self.arch, self.arch_options, task, self.batch_size, where)
 
     def make(self, name: str, context: RecipeContext) -> Candidate:
         task = context.task
