@@ -7,11 +7,21 @@ hash, the task's data hash, the split and the view name, so a resumed run or
 a rebuilt report reads them back instead of recomputing. A view such as
 ``corrupt:gaussian_noise@3`` is materialised by ``data.views`` only when its
 predictions are not cached yet.
+
+A file read back is never trusted as it is: it must name the candidate, data,
+split and view it was asked for, hold ``(N, K)`` logits for the task's K
+classes and the split's N rows with the split's labels, and match the checksum
+written with it. Anything else (a damaged file, one copied from another run or
+candidate, an older format) is recomputed and overwritten, with a warning.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +35,8 @@ from ..data.task import Task
 from ..data.views import ViewName, apply_view
 from ..models.candidate import Candidate
 from ..models.inputs import as_input
+
+FORMAT = 1  # bump when the file layout changes: older files are then recomputed
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,10 +94,10 @@ class PredictionCache:
         found = self._memory.get(key)
         if found is not None and (found.embeddings is not None or not embeddings):
             return found
-        found = self._read(key, embeddings)
+        found = self._read(key, task, embeddings)
         if found is None:
             found = self._compute(candidate, apply_view(task, split, view, seed=self.seed), split, view, embeddings)
-            self._write(key, found)
+            self._write(key, task, found)
         self._memory[key] = found
         return found
 
@@ -106,11 +118,11 @@ class PredictionCache:
                 for candidate in candidates:
                     bar.set_postfix_str(f"{candidate.name}: {split}/{view}")
                     key = (candidate.id, task.digest()[:16], split, view)
-                    found = self._memory.get(key) or self._read(key, embeddings)
+                    found = self._memory.get(key) or self._read(key, task, embeddings)
                     if found is None or (embeddings and found.embeddings is None):
                         data = data if data is not None else apply_view(task, split, view, seed=self.seed)
                         found = self._compute(candidate, data, split, view, embeddings)
-                        self._write(key, found)
+                        self._write(key, task, found)
                     self._memory[key] = found
                     bar.update()
 
@@ -142,23 +154,94 @@ class PredictionCache:
         cand, data, split, view = key
         return self.folder / cand / f"{data}-{split}-{ViewName.parse(view).filename()}.npz"
 
-    def _read(self, key: tuple, embeddings: bool) -> Predictions | None:
+    def _read(self, key: tuple, task: Task, embeddings: bool) -> Predictions | None:
+        """The stored predictions for ``key`` if they are sound; ``None`` (recompute) otherwise."""
         path = self._path(key)
         if path is None or not path.is_file():
             return None
-        with np.load(path, allow_pickle=False) as z:
-            if embeddings and "embeddings" not in z:
-                return None
-            return Predictions(
-                logits=z["logits"], labels=z["labels"], split=key[2], view=key[3], embeddings=z["embeddings"] if "embeddings" in z else None
-            )
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {name: z[name] for name in z.files}
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+            return _stale(path, f"cannot read it ({error})")
+        problem = _problem(arrays, key, task)
+        if problem:
+            return _stale(path, problem)
+        if embeddings and "embeddings" not in arrays:
+            return None
+        return Predictions(logits=arrays["logits"], labels=arrays["labels"], split=key[2], view=key[3], embeddings=arrays.get("embeddings"))
 
-    def _write(self, key: tuple, predictions: Predictions) -> None:
+    def _write(self, key: tuple, task: Task, predictions: Predictions) -> None:
         path = self._path(key)
         if path is None:
             return
         arrays = {"logits": predictions.logits, "labels": predictions.labels}
         if predictions.embeddings is not None:
             arrays["embeddings"] = predictions.embeddings
+        about = {"format": FORMAT, "candidate": key[0], "data": task.digest(), "split": key[2], "view": key[3], "classes": task.num_classes, "sha256": _checksum(arrays)}
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
+            np.savez(handle, **arrays, about=np.array(json.dumps(about, sort_keys=True)))
+
+
+def _checksum(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(n for n in arrays if n != "about"):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _expected_labels(task: Task, split: str, view: str) -> np.ndarray | None:
+    """The labels a view of ``split`` has (its rows, in order), or ``None`` when only materialising it would tell."""
+    name = ViewName.parse(view)
+    try:
+        if name.family in ("clean", "corrupt"):
+            return np.asarray(task.split(split).y)
+        if name.family == "ood":
+            if name.kind in ("holdout", "user"):
+                found = task.ood if name.kind == "holdout" else task.ood_user
+                return None if found is None else np.asarray(found.y)
+            return np.full(len(task.split(split).y), -1)
+    except Exception:  # a split the task lacks: the computation will say so
+        return None
+    return None
+
+
+def _problem(arrays: dict[str, np.ndarray], key: tuple, task: Task) -> str | None:
+    """What is wrong with predictions read back for ``key`` (candidate, data, split, view), or ``None``."""
+    if "about" not in arrays:
+        return "it has no record of what it holds (written by an older assay, or not by assay)"
+    try:
+        about = json.loads(str(arrays["about"][()]))
+    except (ValueError, TypeError) as error:
+        return f"its record is damaged ({error})"
+    if not isinstance(about, dict) or about.get("format") != FORMAT:
+        return "it is in another format"
+    for field_name, want in (("candidate", key[0]), ("data", task.digest()), ("split", key[2]), ("view", key[3])):
+        if about.get(field_name) != want:
+            return f"it holds {field_name} {str(about.get(field_name))[:16]!r}, not {str(want)[:16]!r} (copied from elsewhere)"
+    logits, labels = arrays.get("logits"), arrays.get("labels")
+    if logits is None or labels is None:
+        return "logits or labels are missing"
+    if logits.ndim != 2 or logits.dtype.kind != "f" or labels.ndim != 1 or labels.dtype.kind not in "iu":
+        return f"logits {logits.dtype}{list(logits.shape)} and labels {labels.dtype}{list(labels.shape)} are not (N, K) floats and (N,) integers"
+    if logits.shape[1] != task.num_classes or about.get("classes") != task.num_classes:
+        return f"it has {logits.shape[1]} classes, the task has {task.num_classes}"
+    expected = _expected_labels(task, key[2], key[3])
+    rows = len(labels) if expected is None else len(expected)
+    if len(logits) != rows or len(labels) != rows:
+        return f"it has {len(logits)} rows, the {key[2]} split has {rows}"
+    if expected is not None and not np.array_equal(labels, expected):
+        return f"its labels differ from the {key[2]} split's"
+    emb = arrays.get("embeddings")
+    if emb is not None and (emb.ndim != 2 or len(emb) != rows):
+        return f"its embeddings have shape {list(emb.shape)}, not ({rows}, D)"
+    if about.get("sha256") != _checksum(arrays):
+        return "its content does not match its checksum (changed after writing)"
+    return None
+
+
+def _stale(path: Path, problem: str) -> None:
+    warnings.warn(f"{path}: {problem}; recomputing these predictions", UserWarning, stacklevel=3)
+    return None
