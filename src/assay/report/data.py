@@ -90,12 +90,22 @@ class ReportData:
             return ""
 
     def measured(self) -> list[Evidence]:
-        """Evidence records that hold a measurement (not a note that a check was skipped)."""
-        return [e for e in self.evidence if e.metric != SKIPPED]
+        """Test-split records that hold a measurement (not a note that a check was skipped).
+
+        The report shows test figures; the validation records the policy
+        decided on are read through ``deciding`` and the decision itself.
+        """
+        return [e for e in self.evidence if e.metric != SKIPPED and e.split == "test"]
+
+    def deciding(self) -> dict[str, dict[str, Evidence]]:
+        """candidate -> metric -> Evidence on the split the decision was made on."""
+        from ..select import evidence_table
+
+        return evidence_table(self.evidence, self.decision.select_on if self.decision else "test")
 
     def skipped(self) -> list[Evidence]:
         """Records saying a check did not apply to a candidate; ``details["reason"]`` says why."""
-        return [e for e in self.evidence if e.metric == SKIPPED]
+        return [e for e in self.evidence if e.metric == SKIPPED and e.split == "test"]
 
     def views(self) -> list[str]:
         """Views something was measured on, in first-seen order."""

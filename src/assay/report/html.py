@@ -88,10 +88,41 @@ def _cell(e: Evidence | None, mark: bool | None = None) -> dict[str, Any]:
 def _verdict(data: ReportData) -> dict[str, Any]:
     d = data.decision
     if d is None:
-        return {"kind": "none", "chosen": None, "reason": "No decision is recorded for this run yet.", "failures": {}}
+        return {"kind": "none", "chosen": None, "reason": "No decision is recorded for this run yet.", "failures": {}, "notes": [], "warnings": []}
+    notes, warnings = _decision_notes(data)
     if d.chosen is None:
-        return {"kind": "fail", "chosen": None, "reason": "No candidate passes every gate.", "failures": failed_gates(d)}
-    return {"kind": "ok", "chosen": d.chosen, "reason": d.reason, "failures": {}}
+        return {"kind": "fail", "chosen": None, "reason": "No candidate passes every gate.", "failures": failed_gates(d), "notes": notes, "warnings": warnings}
+    return {"kind": "ok", "chosen": d.chosen, "reason": d.reason, "failures": {}, "notes": notes, "warnings": warnings}
+
+
+def _decision_notes(data: ReportData) -> tuple[list[str], list[str]]:
+    """Sentences under the verdict: where the decision was read, the trivial baseline, failed candidates."""
+    d = data.decision
+    notes, warnings = [], []
+    others = len(data.candidate_names()) - 1
+    if d.select_on == "test":
+        warnings.append(f"The gates and objectives were read on the test split (select_on = \"test\"): the chosen candidate's test figures "
+                        f"are flattered by the choice among {others + 1} candidates and are not an unbiased estimate. Decide on \"val\" (the default) instead.")
+    elif d.chosen:
+        notes.append(f"Decided on the validation split; the figures below are on the test split, which played no part in the choice, "
+                     f"so {d.chosen}'s are an unbiased estimate.")
+    if d.tied:
+        notes.append(f"{d.chosen} is statistically tied with {', '.join(d.tied)} on the last objective; the pick follows the point estimate.")
+    headline = data.headline()
+    base = next((row["baseline_accuracy"] for row in headline.values() if "baseline_accuracy" in row), None)
+    if base is not None:
+        rule = base.details.get("rule", "the majority class")
+        line = f"Trivial baseline: {rule} scores accuracy {base.interval_text()} on the test split."
+        if d.chosen and "accuracy_gain_over_baseline" in headline.get(d.chosen, {}):
+            gain = headline[d.chosen]["accuracy_gain_over_baseline"]
+            line += f" {d.chosen} {'beats' if gain.low is not None and gain.low > 0 else 'does not clearly beat'} it: paired gain {gain.interval_text()}."
+        notes.append(line)
+        losers = [n for n, row in headline.items() if "beats_baseline" in row and row["beats_baseline"].value < 1]
+        if losers:
+            warnings.append(f"Not better than the trivial baseline on test (the gain's 95% interval reaches 0 or below): {', '.join(losers)}.")
+    for name, reason in (d.failed or {}).items():
+        warnings.append(f"{name} failed and was not judged: {reason}")
+    return notes, warnings
 
 
 def _summary(data: ReportData, names: Sequence[str], headline: Mapping[str, Mapping[str, Evidence]]) -> dict[str, Any]:
@@ -113,6 +144,14 @@ def _summary(data: ReportData, names: Sequence[str], headline: Mapping[str, Mapp
         if extra_params:
             cells.append({"value": fmt_number(data.candidate(n).get("parameters")), "interval": "", "mark": None})
         rows.append({"name": n, "chosen": n == data.chosen, "cells": cells, "status": _status(data, n, failures)})
+    base = next((row["baseline_accuracy"] for row in headline.values() if "baseline_accuracy" in row), None)
+    if base is not None:  # the trivial rule as a row of its own, where its figures mean the same thing
+        balanced = next((row["baseline_balanced_accuracy"] for row in headline.values() if "baseline_balanced_accuracy" in row), None)
+        own = {"accuracy": base, "balanced_accuracy": balanced}
+        cells = [_cell(own.get(m)) if m in own else {"value": "", "interval": "", "mark": None} for m in metrics]
+        cells += [{"value": "", "interval": "", "mark": None}] * extra_params
+        rows.append({"name": f"baseline: {base.details.get('rule', 'majority class')}", "chosen": False, "cells": cells,
+                     "status": {"kind": "", "text": "trivial reference, not a candidate"}, "baseline": True})
     return {"columns": columns, "rows": rows}
 
 
@@ -231,4 +270,8 @@ def _decision(data: ReportData, names: Sequence[str]) -> dict[str, Any] | None:
             cells.append({"value": "–" if r is None else ("not measured" if r.value is None else fmt_number(r.value)),
                           "passed": None if r is None else r.passed})
         rows.append({"name": n, "chosen": n == d.chosen, "cells": cells, "passed": n in d.passed, "front": n in d.pareto})
-    return {"gates": list(d.gates), "objectives": list(d.objectives), "rows": rows, "reason": d.reason}
+    split = "validation" if d.select_on == "val" else "test"
+    for name, reason in (d.failed or {}).items():
+        rows.append({"name": name, "chosen": False, "cells": [{"value": "failed", "passed": False} for _ in d.gates], "passed": False, "front": False,
+                     "failed": reason})
+    return {"gates": list(d.gates), "objectives": list(d.objectives), "rows": rows, "reason": d.reason, "split": split}
