@@ -18,7 +18,6 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -133,11 +132,12 @@ class Study:
         task = load_task(spec.task, base_dir=spec.base_dir, seed=self.seed, where=f"{spec.path or 'study'} [task]")
         timings["load_task_s"] = time.perf_counter() - started
         config_hash = spec.config_hash(self.seed)
-        run_id = None if self.new else store.find_resumable(config_hash)
-        resumed = run_id is not None
-        if run_id is None:
-            run_id = f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}-{config_hash[:4]}"
-            store.create_run(run_id, self._meta(task, config_hash), spec.text)
+        # One process per run: its lock is held until the report is written; leaving early marks it interrupted.
+        with store.open_run(spec.name, config_hash, lambda: self._meta(task, config_hash), spec.text, resume=not self.new) as run:
+            return self._run(task, run.id, run.resumed, timings, on_epoch_end)
+
+    def _run(self, task: Task, run_id: str, resumed: bool, timings: dict[str, float], on_epoch_end) -> StudyResult:
+        spec, store = self.spec, self.store
         run_dir = store.run_dir(run_id)
 
         started = time.perf_counter()
@@ -146,8 +146,10 @@ class Study:
 
         started = time.perf_counter()
         cache = PredictionCache(run_dir / "predictions", device=self.device, seed=self.seed)
-        evidence = self.evaluate(task, list(candidates.values()), cache)
-        store.save_evidence(run_id, evidence)
+        evidence = store.checks_done(run_id, candidates.values())  # killed after its checks: resume at the report
+        if evidence is None:
+            evidence = self.evaluate(task, list(candidates.values()), cache)
+            store.save_evidence(run_id, evidence)
         timings["evaluate_s"] = time.perf_counter() - started
         timings["forward_s"] = cache.forward_seconds
 
