@@ -6,7 +6,7 @@ import importlib
 
 from .base import RECIPES, Recipe, RecipeContext, make_recipe, register_recipe
 
-_MODULES = ("train", "quantize", "transfer", "selfsup", "fewshot", "prune", "distill", "export", "load")
+_MODULES = ("train", "quantize", "transfer", "selfsup", "fewshot", "prune", "distill", "export", "load", "sklearn")
 
 
 def load_all() -> dict[str, type[Recipe]]:
