@@ -59,3 +59,43 @@ def test_rerunning_an_interrupted_study_resumes_it(tmp_path):
     assert ours == {(e.candidate, e.metric): e.value for e in fresh.evidence}
     # A finished run is not resumed: the next run is new.
     assert not Study(spec, out=tmp_path, progress=False).run().resumed
+
+
+DIVERGING = """
+name = "diverge"
+[task]
+builtin = "digits"
+[[recipe]]
+name = "wild"
+kind = "train"
+arch = "mlp"
+arch_options = { hidden = [64], dropout = 0.0 }
+epochs = 3
+lr = 1e12
+warmup_epochs = 0
+[[recipe]]
+name = "wild-int8"
+kind = "quantize"
+parent = "wild"
+[[recipe]]
+name = "calm"
+kind = "train"
+arch = "mlp"
+epochs = 2
+[checks]
+run = ["performance"]
+n_boot = 200
+[policy]
+gates = ["accuracy >= 0.5"]
+"""
+
+
+def test_a_diverged_training_fails_that_candidate_only(tmp_path, capsys):
+    result = Study(parse_study(DIVERGING), out=tmp_path, progress=False).run()
+    assert result.decision.chosen == "calm" and result.exit_code == 0
+    assert set(result.decision.failed) == {"wild", "wild-int8"}
+    assert "training diverged in epoch" in result.decision.failed["wild"] and "parent 'wild' failed" in result.decision.failed["wild-int8"]
+    assert {e.candidate for e in result.evidence} == {"calm"}
+    assert "wild: training diverged" in capsys.readouterr().err
+    assert "wild failed and was not judged" in result.report.read_text()
+    assert (result.run_dir / "work" / "wild" / "failed.txt").is_file()  # a resumed run reads it instead of retraining
