@@ -102,3 +102,14 @@ def test_beats_baseline_gate_and_failed_candidates():
     assert select(evidence, ["a", "b"], gate).chosen == "b"
     d = select(evidence, ["a", "b"], gate, failed={"b": "training diverged"})
     assert d.chosen is None and d.failed == {"b": "training diverged"} and "b: training diverged" in d.reason
+
+
+def test_a_recipe_repeated_over_draws_is_judged_on_its_mean():
+    """One lucky draw of 'few' beats 'steady' alone; on the mean over draws 'steady' wins, and the best draw of a picked recipe ships."""
+    values = {"few.draw1": 0.97, "few.draw2": 0.70, "few.draw3": 0.72, "steady.draw1": 0.90, "steady.draw2": 0.91, "steady.draw3": 0.89}
+    evidence = [ev(n, "accuracy", v, v - 0.01, v + 0.01) for n, v in values.items()]
+    draws = {n: n.split(".")[0] for n in values}
+    d = select(evidence, list(values), policy(objectives=["maximise accuracy"]), draws=draws)
+    assert d.chosen == "steady.draw2"
+    assert "mean over its 3 labelled draws" in d.reason and "steady.draw2 ships" in d.reason
+    assert select(evidence, list(values), policy(objectives=["maximise accuracy"])).chosen == "few.draw1"

@@ -25,6 +25,7 @@ training that diverged) are listed, never chosen.
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -203,16 +204,26 @@ def pareto_front(values: Mapping[str, Sequence[float]], maximise: Sequence[bool]
     return front
 
 
-def select(evidence: Sequence[Evidence], candidates: Sequence[str], policy: Policy, *, failed: Mapping[str, str] | None = None) -> Decision:
+def select(
+    evidence: Sequence[Evidence], candidates: Sequence[str], policy: Policy, *, failed: Mapping[str, str] | None = None,
+    draws: Mapping[str, str] | None = None,
+) -> Decision:
     """Apply gates on ``policy.select_on``, build the Pareto front, and pick one candidate.
 
     Args:
         failed: candidates that could not be made, with the reason; listed in
             the decision and never chosen.
+        draws: candidate -> recipe, for recipes repeated over labelled draws.
+            Such a recipe is judged as one entry, on the mean over its draws
+            (t-interval), so a lucky draw cannot win; when it is picked, its
+            best draw on the deciding split ships.
     """
     failed = dict(failed or {})
     candidates = [n for n in candidates if n not in failed]
     table = evidence_table(evidence, policy.select_on)
+    members: dict[str, list[str]] = {}
+    if draws:
+        table, candidates, members = _by_recipe(table, candidates, {n: r for n, r in draws.items() if n in candidates})
     results = []
     for name in candidates:
         for gate in policy.gates:
@@ -244,7 +255,39 @@ def select(evidence: Sequence[Evidence], candidates: Sequence[str], policy: Poli
     chosen, why, tied = _pick(front, scored, objectives, usable)
     gate_text = f"passes all {len(policy.gates)} gate(s)" if policy.gates else "no gates set"
     reason = f"Read {where}: {chosen} {gate_text} and is on the Pareto front of {len(front)} ({', '.join(front)}); {why}"
+    if chosen in members:
+        first = objectives[0]
+        sign = 1 if first.maximise else -1
+        recipe, chosen = chosen, max(members[chosen], key=lambda n: sign * table[n][first.metric].value if first.metric in table.get(n, {}) else -math.inf)
+        reason += (f" {recipe} is judged on the mean over its {len(members[recipe])} labelled draws (t-interval), not on its luckiest draw;"
+                   f" {chosen} ships, its best draw on {first.metric} {where}.")
     return Decision(chosen, reason, pareto=tuple(front), tied=tuple(tied), **common)
+
+
+def _by_recipe(
+    table: Mapping[str, Mapping[str, Evidence]], candidates: Sequence[str], draws: Mapping[str, str]
+) -> tuple[dict[str, dict[str, Evidence]], list[str], dict[str, list[str]]]:
+    """Replace the draws of each repeated recipe by one entry: every metric's mean over draws, with its t-interval."""
+    from dataclasses import replace
+
+    from .checks.stats import t_interval
+
+    members: dict[str, list[str]] = {}
+    for name in candidates:
+        if name in draws:
+            members.setdefault(draws[name], []).append(name)
+    out = {name: dict(row) for name, row in table.items()}
+    for recipe, names in members.items():
+        rows = [table.get(n, {}) for n in names]
+        row = {}
+        for metric in set.intersection(*(set(r) for r in rows)) if rows else ():
+            values = [r[metric].value for r in rows]
+            mean = sum(values) / len(values)
+            low, high = t_interval(values) if len(values) > 1 else (rows[0][metric].low, rows[0][metric].high)
+            row[metric] = replace(rows[0][metric], candidate=recipe, value=mean, low=low, high=high, details={"draws": names})
+        out[recipe] = row
+    order = list(dict.fromkeys(draws.get(n, n) for n in candidates))
+    return out, order, members
 
 
 def _pick(front: list[str], scored: Mapping[str, Mapping[str, Evidence]], objectives: Sequence[Objective], usable: Sequence[str]) -> tuple[str, str, list[str]]:
