@@ -3,9 +3,12 @@
 A derived candidate (quantized, pruned, distilled…) is compared with its
 parent, any other with the study's reference (its first candidate), on the
 same test examples. Differences get paired bootstrap intervals (resampling
-examples, both models together), and accuracy also gets McNemar's exact test
-(McNemar 1947; the exact binomial form of Edwards 1948), so the report says
-"worse" only when the difference is significant.
+examples, both models together; bias-corrected percentiles), and accuracy
+also gets McNemar's exact test (McNemar 1947; the exact binomial form of
+Edwards 1948), so the report says "worse" only when the difference is
+significant. The rise in ECE, a difference of two biased statistics, gets
+the bound of ``calibration.ece_interval`` for each model (Bonferroni: half
+the error rate each), which holds at any bias.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ import numpy as np
 from scipy.stats import binomtest
 
 from .base import Check, CheckContext, Evidence, register_check
-from .calibration import ece_batched, brier_loss, nll_loss
+from .calibration import brier_loss, ece_batched, ece_deviation_draws, nll_loss
 from .fairness import disparities, group_rates
 from .performance import macro_f1
-from .stats import bootstrap, confusion_matrices, percentile_interval
+from .stats import bootstrap, bootstrap_interval, confusion_matrices
 
 ECE_BINS = 15  # the calibration check's default, so the paired rise matches its ECE
 
@@ -124,7 +127,11 @@ class Comparison(Check):
             return cols[0] - cols[1]
 
         full = stats(np.arange(len(y))[None])[0]
-        low, high = percentile_interval(bootstrap(stats, len(y), n_boot=context.n_boot, seed=context.seed), level=1 - self.alpha)
+        low, high = bootstrap_interval(bootstrap(stats, len(y), n_boot=context.n_boot, seed=context.seed), full, level=1 - self.alpha)
+        j = 3 + k + n_groups  # the ECE column: |rise - true rise| <= D_reference + D_candidate, each bounded at 1 - alpha / 2
+        bound = sum(float(np.quantile(ece_deviation_draws(conf, corr, ECE_BINS, n_boot=context.n_boot, seed=context.seed), 1 - self.alpha / 2))
+                    for conf, corr, _, _ in calibration)
+        low[j], high[j] = max(full[j] - bound, -1.0), min(full[j] + bound, 1.0)
         only_base, only_ours, p = mcnemar_exact(b == y, a == y)
         forgotten = np.flatnonzero((b == y) & (a != y))
         per_class = self._harm(context.task.class_names, full[3 : 3 + k], low[3 : 3 + k], high[3 : 3 + k], full[0])

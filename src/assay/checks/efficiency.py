@@ -9,12 +9,16 @@ quantized model reports its float parent's structure minus those layers; an
 ONNX graph carries the count taken from its float model at export).
 Peak memory is measured on CUDA; on the CPU it is estimated as weights plus
 the largest layer input + output at the large batch. Energy per 1,000
-predictions and for training follow ``energy.py``'s stated power model.
+predictions and for training follow ``energy.py``'s stated power model;
+a candidate made without training (quantized, exported) has no training
+energy of its own, and says so instead of reporting 0 (a "-100%" beside its
+parent).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -22,7 +26,7 @@ import torch
 from ..models.inputs import as_input
 from .base import Check, CheckContext, Evidence, register_check
 from .energy import GRID_G_PER_KWH, co2e_grams, power_model, rapl_joules
-from .stats import bootstrap, percentile_interval
+from .stats import bootstrap, bootstrap_interval
 
 
 def time_calls(fn, *, warmup: int, repeats: int, device: torch.device, budget_s: float = 5.0, minimum: int = 5) -> np.ndarray:
@@ -85,30 +89,41 @@ class Efficiency(Check):
         else:
             joules_per_batch, energy_source = power.watts * np.median(bulk) / 1000, power.source
         peak_mb, peak_source = _peak_memory(candidate, batch, device)
-        train_j = candidate.training.get("train_seconds", 0.0) * power.watts
-
         def stats(index: np.ndarray) -> np.ndarray:
             return np.column_stack([np.percentile(single[index], 50, axis=1), np.percentile(single[index], 95, axis=1)])
 
-        low, high = percentile_interval(bootstrap(stats, len(single), n_boot=context.n_boot, seed=context.seed))
+        boot = {"n_boot": context.n_boot, "seed": context.seed}
+        p50, p95 = np.median(single), np.percentile(single, 95)
+        low, high = bootstrap_interval(bootstrap(stats, len(single), **boot), [p50, p95])
         per_s = self.batch_size / (bulk / 1000)
-        t_low, t_high = np.percentile(per_s, [2.5, 97.5])
+        throughput = np.median(per_s)
+        t_low, t_high = bootstrap_interval(bootstrap(lambda idx: np.median(per_s[idx], axis=1), len(per_s), **boot), throughput)
         where = {"device": str(device), "threads": torch.get_num_threads()}
-        return [
+        out = [
             self.evidence(candidate, "parameters", candidate.parameter_count()),
             self.evidence(candidate, "size_mb", candidate.deploy_bytes() / 1e6,
                           details={"weights_file_mb": len(candidate.to_bytes()) / 1e6, "includes": "frozen pretrained weights read from their source, if any"}),
-            self.evidence(candidate, "latency_p50_ms", np.median(single), (low[0], high[0]),
+            self.evidence(candidate, "latency_p50_ms", p50, (low[0], high[0]),
                           details={"batch1_ms": np.round(single, 4).tolist(), "calls_timed": len(single), **where}, figures=("latency",)),
-            self.evidence(candidate, "latency_p95_ms", np.percentile(single, 95), (low[1], high[1]), details=where),
-            self.evidence(candidate, "throughput_per_s", np.median(per_s), (t_low, t_high),
+            self.evidence(candidate, "latency_p95_ms", p95, (low[1], high[1]), details=where),
+            self.evidence(candidate, "throughput_per_s", throughput, (t_low, t_high),
                           details={"batch_size": self.batch_size, "batch_ms": np.round(bulk, 4).tolist(), **where}),
             self.evidence(candidate, "flops_per_sample", candidate.flops_per_sample(one), details={"counter": "torch.utils.flop_counter"}),
             self.evidence(candidate, "peak_memory_mb", peak_mb, details={"how": peak_source, "batch_size": self.batch_size}),
             self.evidence(candidate, "energy_per_1k_j", joules_per_batch * 1000 / self.batch_size,
                           details={"power": energy_source, "co2e_per_1k_g": co2e_grams(joules_per_batch * 1000 / self.batch_size, self.grid_g_per_kwh)}),
+        ]
+        if "train_seconds" not in candidate.training:
+            # Never trained here (quantized, exported, or loaded without a record): 0 kJ would read as "-100%" beside its parent.
+            recipe = candidate.provenance.recipe
+            parent = f"; its parent '{candidate.provenance.parent}' carries the training cost" if candidate.provenance.parent else ""
+            reason = f"training_energy_kj and training_co2e_g not applicable: '{candidate.name}' was made by '{recipe}' without training{parent}"
+            return [*out, replace(self.skipped(candidate, reason), details={"reason": reason, "metrics": ["training_energy_kj", "training_co2e_g"]})]
+        train_j = candidate.training["train_seconds"] * power.watts
+        return [
+            *out,
             self.evidence(candidate, "training_energy_kj", train_j / 1000,
-                          details={"train_seconds": candidate.training.get("train_seconds", 0.0), "power": power.source,
+                          details={"train_seconds": candidate.training["train_seconds"], "power": power.source,
                                    "note": "derived candidates report their own recipe's cost only"}),
             self.evidence(candidate, "training_co2e_g", co2e_grams(train_j, self.grid_g_per_kwh), details={"grid_g_per_kwh": self.grid_g_per_kwh}),
         ]

@@ -8,6 +8,12 @@ equalized-odds difference (the larger of the TPR and FPR differences), and
 worst-group accuracy. Rates are for the ``positive`` class against the rest,
 so multi-class tasks work too. A task without a group attribute is skipped
 with the reason recorded.
+
+Each group's rate is a proportion (of the group, its positives or its
+negatives) and gets a Wilson score interval, so a false-positive rate of 4
+out of 4 negatives reads 1.0 [0.51, 1.0], not [1.0, 1.0]; worst-group
+accuracy is that group's own interval. The disparities, differences and
+ratios of rates, get the bias-corrected bootstrap.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import warnings
 import numpy as np
 
 from .base import Check, CheckContext, Evidence, register_check
-from .stats import bootstrap, percentile_interval
+from .stats import bootstrap, bootstrap_interval, wilson_interval
 
 RATES = ("accuracy", "tpr", "fpr", "selection_rate")
 
@@ -40,6 +46,22 @@ def group_rates(y: np.ndarray, yhat: np.ndarray, group_codes: np.ndarray, n_grou
         return np.stack(
             [count(y[index] == yhat[index]) / size, count(t & p) / pos, count(~t & p) / neg, count(p) / size], axis=-1
         )
+
+
+def group_counts(y: np.ndarray, yhat: np.ndarray, group_codes: np.ndarray, n_groups: int, positive: int) -> tuple[np.ndarray, np.ndarray]:
+    """Successes and totals behind each rate of ``group_rates``: two ``(G, 4)`` arrays.
+
+    Accuracy counts correct of the group, TPR predicted-positive of its
+    positives, FPR predicted-positive of its negatives, selection rate
+    predicted-positive of the group.
+    """
+    t, p = y == positive, yhat == positive
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(group_codes[mask], minlength=n_groups)
+
+    size = count(np.ones_like(t))
+    return np.stack([count(y == yhat), count(t & p), count(~t & p), count(p)], -1), np.stack([size, count(t), count(~t), size], -1)
 
 
 def disparities(rates: np.ndarray) -> np.ndarray:
@@ -90,23 +112,28 @@ class Fairness(Check):
 
         rates = group_rates(y, yhat, g, G, positive, np.arange(len(y))[None])[0]  # (G, 4)
         values = disparities(rates)
-        replicates = bootstrap(lambda idx: np.concatenate([disparities(r := group_rates(y, yhat, g, G, positive, idx)), r.reshape(len(idx), -1)], 1),
-                               len(y), n_boot=context.n_boot, seed=context.seed)
-        low, high = percentile_interval(replicates)
+        replicates = bootstrap(lambda idx: disparities(group_rates(y, yhat, g, G, positive, idx))[:, 1:], len(y), n_boot=context.n_boot, seed=context.seed)
+        low, high = bootstrap_interval(replicates, values[1:])
+        successes, totals = group_counts(y, yhat, g, G, positive)
+        r_low, r_high = wilson_interval(successes, totals)  # (G, 4) each
         per_group = [
             {"group": str(names[i]), "n": int(np.sum(g == i)),
              **{r: _num(rates[i, j]) for j, r in enumerate(RATES)},
-             **{f"{r}_low": _num(low[4 + i * 4 + j]) for j, r in enumerate(RATES)},
-             **{f"{r}_high": _num(high[4 + i * 4 + j]) for j, r in enumerate(RATES)}}
+             **{f"{r}_low": _num(r_low[i, j]) if totals[i, j] else None for j, r in enumerate(RATES)},
+             **{f"{r}_high": _num(r_high[i, j]) if totals[i, j] else None for j, r in enumerate(RATES)},
+             **{f"{r}_of": int(totals[i, j]) for j, r in enumerate(RATES)}}
             for i in range(G)
         ]
+        worst = int(np.nanargmin(rates[:, 0]))
         details = {"attribute": attribute, "positive_class": task.class_names[positive], "per_group": per_group,
-                   "dropped_groups": int((~kept).sum())}
-        metrics = ("worst_group_accuracy", "demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference")
+                   "dropped_groups": int((~kept).sum()), "worst_group": str(names[worst]),
+                   "interval": "per-group rates and worst-group accuracy: Wilson score; disparities: bias-corrected bootstrap"}
         return [
-            self.evidence(candidate, m, values[i], (low[i], high[i]), view=f"group:{attribute}",
-                          details=details if i == 0 else {"attribute": attribute}, figures=("group_rates",) if i == 0 else ())
-            for i, m in enumerate(metrics)
+            # The worst group's own accuracy interval (Wilson): a bootstrap of the minimum over groups is biased low.
+            self.evidence(candidate, "worst_group_accuracy", values[0], (r_low[worst, 0], r_high[worst, 0]), view=f"group:{attribute}",
+                          details=details, figures=("group_rates",)),
+            *(self.evidence(candidate, m, values[i], (low[i - 1], high[i - 1]), view=f"group:{attribute}", details={"attribute": attribute})
+              for i, m in enumerate(("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference"), start=1)),
         ]
 
 

@@ -13,6 +13,12 @@ with OOD as the positive class, and FPR at 95% TPR (the share of OOD inputs
 accepted when 95% of in-distribution inputs are). OOD sets: ``holdout``
 (near: classes held out of training), ``noise`` and ``inverted`` (far), and
 ``user``: any data set the study names in ``[task] ood = {...}``.
+
+Intervals are bias-corrected bootstrap intervals over a stratified
+resampling (in-distribution and OOD examples resampled separately). An AUROC
+below 0.5 means the score ranks OOD inputs as *more* in-distribution than
+real ones; the record carries a warning saying so rather than let it read as
+a weak detector.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from scipy.special import logsumexp
 from scipy.stats import rankdata
 
 from .base import Check, CheckContext, Evidence, register_check
-from .stats import percentile_interval
+from .stats import bootstrap_interval
 
 SCORES = ("msp", "max_logit", "energy", "mahalanobis", "knn")
 NEAR, FAR, USER = ("holdout",), ("noise", "inverted"), ("user",)
@@ -179,9 +185,27 @@ class OOD(Check):
             fp = np.mean([primary[m][1] for m in members], axis=0)
             value_au = np.mean([table[m][self.score]["auroc"] for m in members])
             value_fp = np.mean([table[m][self.score]["fpr95"] for m in members])
-            (lo_au, lo_fp), (hi_au, hi_fp) = percentile_interval(np.column_stack([au, fp]))
+            (lo_au, lo_fp), (hi_au, hi_fp) = bootstrap_interval(np.column_stack([au, fp]), [value_au, value_fp])
             details = {"score": self.score, "sets": members, "table": {m: table[m] for m in members}}
+            warnings = auroc_warnings(self.score, group, value_au, hi_au, {m: table[m][self.score]["auroc"] for m in members})
+            if warnings:
+                details["warnings"] = warnings
             evidence.append(self.evidence(candidate, f"{group}_ood_auroc", value_au, (lo_au, hi_au), view=f"ood:{group}",
                                           details=details, figures=("ood_scores",)))
-            evidence.append(self.evidence(candidate, f"{group}_ood_fpr95", value_fp, (lo_fp, hi_fp), view=f"ood:{group}", details={"score": self.score}))
+            evidence.append(self.evidence(candidate, f"{group}_ood_fpr95", value_fp, (lo_fp, hi_fp), view=f"ood:{group}",
+                                          details={"score": self.score, **({"warnings": warnings} if warnings else {})}))
         return evidence
+
+
+def auroc_warnings(score: str, group: str, value: float, high: float, by_set: Mapping[str, float]) -> list[str]:
+    """Warnings for an AUROC below chance: the score ranks those OOD inputs as more in-distribution than real ones."""
+    out = []
+    if value < 0.5:
+        strength = "significantly (its 95% interval is below 0.5)" if high < 0.5 else "though its 95% interval reaches 0.5"
+        out.append(f"{group}-OOD AUROC {value:.3f} is below chance, {strength}: the '{score}' score rates OOD inputs as more "
+                   f"in-distribution than real ones, so a threshold on it would reject real inputs first; try another score")
+    below = {m: a for m, a in by_set.items() if a < 0.5}
+    if below and (value >= 0.5 or len(by_set) > 1):
+        out.append(f"the '{score}' score is below chance on OOD set{'s' if len(below) > 1 else ''} "
+                   f"{', '.join(f'{m} (AUROC {a:.3f})' for m, a in below.items())}: it rates those inputs as more in-distribution than real ones")
+    return out

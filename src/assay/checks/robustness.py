@@ -6,22 +6,31 @@ sum_s E^ref_{s,c}, with E the top-1 error at severity s and ``ref`` a
 reference model; mCE is the mean of CE_c over corruptions. Relative mCE
 measures the degradation beyond clean error: sum_s (E_{s,c} - E_clean) /
 sum_s (E^ref_{s,c} - E^ref_clean), averaged over c.
+
+A ratio is only as meaningful as its denominator. A corruption enters mCE
+only where the reference's corrupted error is significantly above zero, and
+relative mCE only where the reference's degradation is: the lower bound of
+its 95% bootstrap interval (paired over the test examples) is above zero.
+Without that, a reference that barely degrades turns noise into ratios of
+-1.8e10 (seen on a table); a metric left with no corruption is reported as
+not applicable, with the reason, instead of a number.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 
 from ..data.corruptions import CORRUPTIONS, SEVERITIES
 from .base import Check, CheckContext, Evidence, register_check
-from .stats import bootstrap, percentile_interval, resample_counts
+from .stats import bootstrap, bootstrap_interval, resample_counts
 
 
 def corruption_errors(errors: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """CE_c for each corruption: summed errors over severities, relative to the reference."""
-    return {c: float(np.sum(errors[c]) / max(np.sum(reference[c]), 1e-12)) for c in errors}
+    """CE_c for each corruption: summed errors over severities, relative to the reference (NaN where the reference makes none)."""
+    return {c: float(np.sum(errors[c]) / np.sum(reference[c])) if np.sum(reference[c]) > 0 else float("nan") for c in errors}
 
 
 def mean_corruption_error(errors: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> float:
@@ -32,10 +41,11 @@ def mean_corruption_error(errors: Mapping[str, np.ndarray], reference: Mapping[s
 def relative_mean_corruption_error(
     errors: Mapping[str, np.ndarray], clean: float, reference: Mapping[str, np.ndarray], reference_clean: float
 ) -> float:
-    """Relative mCE: degradation from clean error, relative to the reference's."""
-    ratios = [
-        np.sum(np.asarray(errors[c]) - clean) / max(np.sum(np.asarray(reference[c]) - reference_clean), 1e-12) for c in errors
-    ]
+    """Relative mCE: degradation from clean error, relative to the reference's.
+
+    Only meaningful where the reference degrades; callers pass the corruptions where it significantly does.
+    """
+    ratios = [np.sum(np.asarray(errors[c]) - clean) / np.sum(np.asarray(reference[c]) - reference_clean) for c in errors]
     return float(np.mean(ratios))
 
 
@@ -74,38 +84,66 @@ class Robustness(Check):
         ref_clean, ref_per = (clean, per) if reference is None or reference is candidate else self._correct(reference, context)
         ref_stacked = np.stack([ref_per[k] for k in kinds])
 
-        n = len(clean)
-        as_float = stacked.astype(np.float64), ref_stacked.astype(np.float64)
+        n, C = len(clean), len(kinds)
+        cand, ref = stacked.astype(np.float64), ref_stacked.astype(np.float64)  # (C, S, N) correct or not
 
         def stats(index: np.ndarray) -> np.ndarray:
             counts = resample_counts(index, n).T / n  # (N, b)
-            acc = as_float[0] @ counts  # (C, S, b)
-            err, ref_err = 1 - acc, 1 - as_float[1] @ counts
-            ce = err.sum(1) / np.maximum(ref_err.sum(1), 1e-12)  # (C, b)
-            clean_err, ref_clean_err = 1 - clean @ counts, 1 - ref_clean @ counts
-            rel = (err - clean_err).sum(1) / np.maximum((ref_err - ref_clean_err).sum(1), 1e-12)
-            return np.column_stack([acc.mean((0, 1)), acc.mean(1).min(0), ce.mean(0), rel.mean(0)])
+            acc = cand @ counts  # (C, S, b)
+            err, ref_err = 1 - acc, 1 - ref @ counts
+            clean_err, ref_clean_err = 1 - clean @ counts, 1 - ref_clean @ counts  # (b,)
+            # Per corruption, over the severities: accuracy, errors (candidate, reference) and degradations.
+            return np.column_stack([acc.mean((0, 1)), acc.mean(1).T, err.sum(1).T, ref_err.sum(1).T,
+                                    (err - clean_err).sum(1).T, (ref_err - ref_clean_err).sum(1).T])  # (b, 1 + 5C)
 
-        low, high = percentile_interval(bootstrap(stats, len(clean), n_boot=context.n_boot, seed=context.seed))
+        full = stats(np.arange(n)[None])[0]
+        replicates = bootstrap(stats, n, n_boot=context.n_boot, seed=context.seed)
+        parts = {name: slice(1 + i * C, 1 + (i + 1) * C) for i, name in enumerate(("acc", "err", "ref_err", "deg", "ref_deg"))}
+        low, high = bootstrap_interval(replicates, full)
+        # Which denominators are meaningfully above zero; the same for every candidate (same reference, same resamples).
+        ce_kinds = low[parts["ref_err"]] > 0
+        rel_kinds = low[parts["ref_deg"]] > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            def ratio(num: str, den: str, use: np.ndarray, values: np.ndarray) -> np.ndarray:
+                # A resample whose denominator is not above zero has no ratio; it is left out (NaN).
+                d = values[..., parts[den]][..., use]
+                return np.where(d > 0, values[..., parts[num]][..., use] / d, np.nan).mean(-1)
+
+            mce = (ratio("err", "ref_err", ce_kinds, full), ratio("err", "ref_err", ce_kinds, replicates)) if ce_kinds.any() else None
+            rel = (ratio("deg", "ref_deg", rel_kinds, full), ratio("deg", "ref_deg", rel_kinds, replicates)) if rel_kinds.any() else None
         accuracy = stacked.mean(-1)  # (C, S)
         errors = {k: 1 - accuracy[i] for i, k in enumerate(kinds)}
         ref_errors = {k: 1 - ref_stacked[i].mean(-1) for i, k in enumerate(kinds)}
         by_kind = accuracy.mean(1)
-        worst = kinds[int(np.argmin(by_kind))]
+        w = int(np.argmin(by_kind))
+        a = parts["acc"].start + w
         details = {
             "severities": list(self.severities),
             "clean_accuracy": float(clean.mean()),
             "accuracy": {k: accuracy[i].round(6).tolist() for i, k in enumerate(kinds)},
             "reference": ref_name,
-            "corruption_error": corruption_errors(errors, ref_errors),
+            "corruption_error": {k: (None if np.isnan(v) else v) for k, v in corruption_errors(errors, ref_errors).items()},
         }
-        return [
+        out = [
             self.evidence(candidate, "corruption_accuracy", accuracy.mean(), (low[0], high[0]), view="corrupt:*",
                           details=details, figures=("accuracy_vs_severity",)),
-            self.evidence(candidate, "worst_corruption_accuracy", by_kind.min(), (low[1], high[1]), view="corrupt:*",
-                          details={"worst_corruption": worst, "by_corruption": dict(zip(kinds, by_kind.round(6).tolist()))}),
-            self.evidence(candidate, "mce", mean_corruption_error(errors, ref_errors), (low[2], high[2]), view="corrupt:*",
-                          details={"reference": ref_name}),
-            self.evidence(candidate, "relative_mce", relative_mean_corruption_error(errors, 1 - clean.mean(), ref_errors, 1 - ref_clean.mean()),
-                          (low[3], high[3]), view="corrupt:*", details={"reference": ref_name}),
+            # The interval of that worst corruption's accuracy; a bootstrap of the minimum over corruptions is biased low.
+            self.evidence(candidate, "worst_corruption_accuracy", by_kind.min(), (low[a], high[a]), view="corrupt:*",
+                          details={"worst_corruption": kinds[w], "by_corruption": dict(zip(kinds, by_kind.round(6).tolist()))}),
         ]
+        not_applicable = {}
+        for metric, result, used, what in (("mce", mce, ce_kinds, "corrupted error"), ("relative_mce", rel, rel_kinds, "degradation from clean error")):
+            left_out = [k for k, u in zip(kinds, used) if not u]
+            reason = (f"the reference '{ref_name}' shows no {what} significantly above zero under "
+                      f"{', '.join(k.replace('_', ' ') for k in left_out)} (95% interval reaches 0), so a ratio to it is not defined")
+            if result is None:
+                not_applicable[metric] = reason
+                continue
+            point, draws = result
+            out.append(self.evidence(candidate, metric, point, bootstrap_interval(draws, point), view="corrupt:*",
+                                     details={"reference": ref_name, "corruptions": [k for k, u in zip(kinds, used) if u],
+                                              **({"left_out": left_out, "left_out_reason": reason} if left_out else {})}))
+        if not_applicable:
+            text = "; ".join(f"{m} not applicable: {r}" for m, r in not_applicable.items())
+            out.append(replace(self.skipped(candidate, text), view="corrupt:*", details={"reason": text, "metrics": not_applicable}))
+        return out

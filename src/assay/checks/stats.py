@@ -1,10 +1,22 @@
-"""Bootstrap intervals shared by every check.
+"""Intervals shared by every check.
 
-The nonparametric percentile bootstrap (Efron & Tibshirani 1993, ch. 13):
-resample the test examples with replacement, recompute the statistic, and
-take the 2.5th and 97.5th percentiles. Resamples are drawn in chunks so
-memory stays bounded as the test split grows. For a handful of repeated
-runs (labelled draws), the Student-t interval of their mean.
+Three methods, each where it fits:
+
+* single proportions (accuracy, a class's recall, a group's rate, a slice's
+  error) get the Wilson score interval (Wilson 1927): it never collapses to a
+  point at 0 or 1 successes, where the bootstrap claims a certainty the data
+  cannot give (``1.000 [1.000, 1.000]`` from 269 examples);
+* other statistics get the nonparametric bootstrap (Efron & Tibshirani 1993):
+  resample the examples with replacement and recompute; the interval is the
+  bias-corrected percentile interval (Efron 1981; Efron & Tibshirani 1993,
+  sec. 14.3), which moves the percentiles against the bias the resamples
+  show. Resamples are drawn in chunks so memory stays bounded as the split
+  grows;
+* for a handful of repeated runs (labelled draws), the Student-t interval of
+  their mean.
+
+Every interval holds its point estimate; where that is guaranteed by
+construction rather than by the method, the code says why.
 """
 
 from __future__ import annotations
@@ -46,11 +58,63 @@ def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[np
         return np.nanpercentile(replicates, tail, axis=0), np.nanpercentile(replicates, 100 - tail, axis=0)
 
 
+def bootstrap_interval(replicates: np.ndarray, point, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Bias-corrected percentile interval of ``point`` from bootstrap ``replicates`` (NaNs ignored).
+
+    With ``z0 = Phi^-1(share of replicates below the point)`` (ties counted
+    half), the bounds are the replicates' ``Phi(2 z0 -/+ z)`` quantiles
+    (Efron 1981; Efron & Tibshirani 1993, sec. 14.3). A statistic whose
+    resamples sit mostly above its point (upward bias, as with a maximum or
+    an absolute value) gets its interval moved down, and the other way round.
+
+    Args:
+        replicates: ``(B,)`` or ``(B, m)`` bootstrap values.
+        point: the statistic on the full sample, scalar or ``(m,)``.
+        level: the coverage, e.g. 0.95.
+
+    Returns:
+        ``(low, high)``, each shaped like ``point``; NaN where the point or every replicate is NaN.
+    """
+    from scipy.stats import norm
+
+    reps = np.asarray(replicates, dtype=np.float64)
+    scalar = reps.ndim == 1
+    reps = reps.reshape(len(reps), -1)  # (B, m)
+    theta = np.broadcast_to(np.asarray(point, dtype=np.float64), reps.shape[1:])
+    valid = ~np.isnan(reps)
+    count = valid.sum(axis=0)  # (m,)
+    below = np.sum(reps < theta, axis=0) + 0.5 * np.sum(reps == theta, axis=0)
+    safe = np.maximum(count, 1)
+    # One half-replicate away from 0 and 1 keeps z0 finite when every resample lies on one side.
+    z0 = norm.ppf(np.clip(below / safe, 0.5 / safe, 1 - 0.5 / safe))
+    z = norm.ppf(0.5 + level / 2)
+    ordered = np.sort(reps, axis=0)  # NaNs sort last, so the first ``count`` rows of a column are its values
+
+    def quantile(q: np.ndarray) -> np.ndarray:  # linear interpolation, as np.quantile's default
+        pos = q * (safe - 1)
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, safe - 1)
+        cols = np.arange(ordered.shape[1])
+        return ordered[lo, cols] + (pos - lo) * (ordered[hi, cols] - ordered[lo, cols])
+
+    low, high = quantile(norm.cdf(2 * z0 - z)), quantile(norm.cdf(2 * z0 + z))
+    # The bias-corrected interval holds the point whenever |z0| <= z, i.e. unless more than
+    # (1 + level) / 2 of the resamples fall on one side of it. Past that the bootstrap says the
+    # statistic is so biased that its distribution no longer surrounds the estimate; the interval
+    # is then widened to reach the point rather than report a range that excludes the figure it
+    # qualifies (the side it widens is the side the data gave no resample on).
+    low, high = np.fmin(low, theta), np.fmax(high, theta)
+    missing = (count == 0) | np.isnan(theta)
+    low, high = np.where(missing, np.nan, low), np.where(missing, np.nan, high)
+    if scalar and np.ndim(point) == 0:
+        return float(low[0]), float(high[0])
+    return low, high
+
+
 def mean_interval(values: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
     """Bootstrap interval of the mean of per-example ``values``."""
     values = np.asarray(values, dtype=np.float64)
-    low, high = percentile_interval(bootstrap(lambda idx: values[idx].mean(axis=1), len(values), n_boot=n_boot, seed=seed))
-    return float(low), float(high)
+    return bootstrap_interval(bootstrap(lambda idx: values[idx].mean(axis=1), len(values), n_boot=n_boot, seed=seed), values.mean())
 
 
 def confusion_matrices(y_true: np.ndarray, y_pred: np.ndarray, k: int, index: np.ndarray) -> np.ndarray:
@@ -79,15 +143,31 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
     return mean - half, mean + half
 
 
-def wilson_interval(errors: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a proportion ``errors / n`` (Wilson 1927); never empty, always holds the point."""
-    if n == 0:
-        return 0.0, 1.0
+def wilson_interval(successes, n, level: float = 0.95):
+    """Wilson score interval for a proportion ``successes / n`` (Wilson 1927).
+
+    Scalars give a ``(low, high)`` pair of floats; arrays give a pair of
+    arrays (``[0, 1]`` where ``n`` is 0). Equal to
+    ``scipy.stats.binomtest(x, n).proportion_ci(method="wilson")``.
+
+    The score interval inverts the z-test at the hypothesised proportion, not
+    the estimated one, so 0 of 20 gives ``[0, 0.161]`` rather than ``[0, 0]``.
+    """
     from scipy.stats import norm
 
+    x, m = np.asarray(successes, dtype=np.float64), np.asarray(n, dtype=np.float64)
     z = norm.ppf(0.5 + level / 2)
-    p = errors / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    # Wilson's interval holds p exactly; the clamp only removes rounding (1.4e-17 above a p of 0).
-    return float(min(p, max(0.0, centre - half))), float(max(p, min(1.0, centre + half)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(m > 0, x / np.maximum(m, 1), np.nan)
+        centre = (p + z * z / (2 * m)) / (1 + z * z / m)
+        half = z * np.sqrt(np.maximum(p * (1 - p), 0) / m + z * z / (4 * m * m)) / (1 + z * z / m)
+    # Exact at the edges: 0 successes have a lower bound of 0 and n successes an upper bound of 1
+    # (the formula gives 1.4e-17 and 0.9999999999999999 there). Wilson's interval holds p exactly,
+    # so the min/max only remove rounding.
+    low = np.where(x <= 0, 0.0, np.clip(centre - half, 0.0, 1.0))
+    high = np.where(x >= m, 1.0, np.clip(centre + half, 0.0, 1.0))
+    low, high = np.fmin(low, p), np.fmax(high, p)
+    low, high = np.where(m > 0, low, 0.0), np.where(m > 0, high, 1.0)
+    if np.ndim(successes) == 0 and np.ndim(n) == 0:
+        return float(low), float(high)
+    return low, high

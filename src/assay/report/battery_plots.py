@@ -12,7 +12,23 @@ from ..checks.base import Evidence
 from .plots import PlotStyle, _legend_above, register_figure
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from matplotlib.figure import Figure
+
+
+def _error_bars(values: Sequence[float], intervals: Sequence[Sequence[float | None]]) -> tuple[list[float], list[float]]:
+    """Matplotlib's ``[below, above]`` error lengths from ``(low, high)`` bounds: never negative, 0 where a bound is missing.
+
+    A bound that sits on its point up to rounding (a Wilson bound of 1.39e-17 at an error of 0) would
+    otherwise give a length of -1.39e-17, which matplotlib refuses ("'xerr' must not contain negative values").
+    """
+    below, above = [], []
+    for v, (low, high) in zip(values, intervals):
+        finite = v is not None and v == v
+        below.append(max(0.0, v - low) if finite and low is not None else 0.0)
+        above.append(max(0.0, high - v) if finite and high is not None else 0.0)
+    return below, above
 
 
 @register_figure(
@@ -84,8 +100,8 @@ def ood_scores(records: list[Evidence], style: PlotStyle | None = None) -> Figur
 @register_figure(
     "group_rates",
     "Per-group rates",
-    "Accuracy, true-positive rate, false-positive rate and selection rate for each group, with 95% bootstrap "
-    "intervals. Demographic parity compares selection rates; equalized odds compares TPR and FPR.",
+    "Accuracy, true-positive rate, false-positive rate and selection rate for each group, with Wilson 95% score "
+    "intervals (a rate from few positives or negatives has a wide one). Demographic parity compares selection rates; equalized odds compares TPR and FPR.",
 )
 def group_rates(records: list[Evidence], style: PlotStyle | None = None) -> Figure:
     from matplotlib.figure import Figure
@@ -100,8 +116,7 @@ def group_rates(records: list[Evidence], style: PlotStyle | None = None) -> Figu
             rows = e.details["per_group"]
             x = [j + (i - (n - 1) / 2) * 0.7 / n for j in range(len(rows))]
             y = [r[rate] if r[rate] is not None else float("nan") for r in rows]
-            lo = [max(0.0, v - (r[f"{rate}_low"] if r[f"{rate}_low"] is not None else v)) for v, r in zip(y, rows)]
-            hi = [max(0.0, (r[f"{rate}_high"] if r[f"{rate}_high"] is not None else v) - v) for v, r in zip(y, rows)]
+            lo, hi = _error_bars(y, [(r[f"{rate}_low"], r[f"{rate}_high"]) for r in rows])
             ax.errorbar(x, y, yerr=[lo, hi], fmt="o", ms=4, capsize=2, elinewidth=1, color=style.color(e.candidate), label=e.candidate)
         groups = [r["group"] for r in records[0].details["per_group"]]
         ax.set_xticks(range(len(groups)), groups, rotation=30 if max(map(len, groups)) > 6 else 0, ha="right" if max(map(len, groups)) > 6 else "center")
@@ -128,8 +143,7 @@ def slices(records: list[Evidence], style: PlotStyle | None = None) -> Figure:
         rows = e.details["worst"][:8][::-1]
         y = range(len(rows))
         err = [r["error"] for r in rows]
-        lo = [r["error"] - r["interval"][0] for r in rows]
-        hi = [r["interval"][1] - r["error"] for r in rows]
+        lo, hi = _error_bars(err, [r["interval"] for r in rows])
         color = style.color(e.candidate)
         ax.errorbar(err, y, xerr=[lo, hi], fmt="none", ecolor=color, elinewidth=1, capsize=2)
         ax.scatter(err, y, s=22, zorder=3, color=[color if r["significant"] else "white" for r in rows], edgecolors=color)
