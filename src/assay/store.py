@@ -230,19 +230,19 @@ class Store:
         """
         with self._root_lock():
             remove_stale_tmp(self.root, recursive=False)  # e.g. an index rebuild a killed process left
-            run_id = self.find_resumable(config_hash) if resume else None
-            if run_id is not None:
-                handle = RunHandle(self, run_id, resumed=True)
-                handle._acquire()
-                self._read_meta(run_id)  # a damaged run.json is named before any work
-            else:
-                run_id = self._new_id(name, config_hash)
-                handle = RunHandle(self, run_id, resumed=False)
-                handle._acquire()
-                self._create(run_id, meta() if callable(meta) else meta, study_text)
-        if handle.resumed:
-            remove_stale_tmp(self.run_dir(run_id))
-            self._set_status(run_id, "running")
+            found = self.find_resumable(config_hash) if resume else None
+            run_id = found if found is not None else self._new_id(name, config_hash)
+            handle = RunHandle(self, run_id, resumed=found is not None)
+            handle._acquire()
+            try:
+                if handle.resumed:
+                    remove_stale_tmp(self.run_dir(run_id))
+                    self._set_status(run_id, "running")  # a damaged run.json is named here, before any work
+                else:
+                    self._create(run_id, meta() if callable(meta) else meta, study_text)
+            except BaseException:
+                handle.release()
+                raise
         return handle
 
     def _new_id(self, name: str, config_hash: str) -> str:

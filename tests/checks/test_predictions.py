@@ -1,6 +1,9 @@
 """The shared prediction cache: one forward pass per (candidate, split, view)."""
 
+import warnings
+
 import numpy as np
+import pytest
 import torch
 
 from assay.checks.predictions import PredictionCache
@@ -34,3 +37,46 @@ def test_embeddings_come_from_the_same_pass(mlp, digits, tmp_path):
     logits = head(torch.tensor(p.embeddings)).detach().numpy()
     np.testing.assert_allclose(logits, p.logits, atol=1e-5)
     assert cache.get(mlp, digits) is p  # logits-only requests reuse it
+
+
+def _forged(path, z):
+    """The issue's case: a 5-row, 3-class file in place of the real one."""
+    np.savez(path, logits=np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1]], labels=np.array([0, 1, 2, 0, 1]))
+
+
+def _old_format(path, z):
+    np.savez(path, logits=z["logits"], labels=z["labels"])
+
+
+def _edited(path, z):
+    logits = z["logits"].copy()
+    logits[:, 0] += 100.0  # every prediction becomes class 0
+    np.savez(path, logits=logits, labels=z["labels"], about=z["about"])
+
+
+def _other_split(path, z):
+    path.write_bytes(path.with_name(path.name.replace("-test-", "-val-")).read_bytes())
+
+
+def _truncated(path, z):
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def _more_rows(path, z):
+    np.savez(path, logits=np.concatenate([z["logits"], z["logits"]]), labels=np.concatenate([z["labels"], z["labels"]]), about=z["about"])
+
+
+@pytest.mark.parametrize("spoil", [_forged, _old_format, _edited, _other_split, _truncated, _more_rows], ids=lambda f: f.__name__[1:])
+def test_a_bad_predictions_file_is_recomputed_and_overwritten(mlp, digits, tmp_path, spoil):
+    cache = PredictionCache(tmp_path)
+    cache.get(mlp, digits, split="val")
+    good = cache.get(mlp, digits).logits
+    path = next(tmp_path.rglob("*-test-clean.npz"))
+    with np.load(path) as z:
+        spoil(path, {k: z[k] for k in z.files})
+    with pytest.warns(UserWarning, match=r"recomputing these predictions"):
+        again = PredictionCache(tmp_path).get(mlp, digits)
+    np.testing.assert_array_equal(again.logits, good)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the file was overwritten with sound predictions
+        np.testing.assert_array_equal(PredictionCache(tmp_path).get(mlp, digits).logits, good)
