@@ -8,6 +8,7 @@ disproportionately, and the examples the variant forgot.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,7 +31,8 @@ def compression_section(data: ReportData, names: Sequence[str], style: PlotStyle
     headline = data.headline()
     metrics = [m for m in dict.fromkeys(m for n in variants for m in headline.get(n, {}))
                if not m.endswith(("_drop", "_rise")) and any(m in headline.get(parents[n], {}) for n in variants)]
-    rows = [{"metric": m, "arrow": _arrow(headline, variants, m), "cells": [_change(headline, n, parents[n], m) for n in variants]} for m in metrics]
+    rows = [{"metric": m, "arrow": _arrow(headline, variants, m),
+             "cells": [_change(headline, n, parents[n], m, _decimals(headline, variants, parents, m)) for n in variants]} for m in metrics]
     drops = [e for e in data.measured() if e.check == "comparison" and e.metric == "accuracy_drop" and e.candidate in variants]
     groups = [e for e in data.measured() if e.check == "comparison" and e.metric == "worst_group_accuracy_drop" and e.candidate in variants]
     return {
@@ -47,7 +49,26 @@ def _arrow(headline: Mapping[str, Mapping[str, Evidence]], variants: Sequence[st
     return arrow(e.higher_is_better if e else None)
 
 
-def _change(headline: Mapping[str, Mapping[str, Evidence]], name: str, parent: str, metric: str) -> dict[str, Any]:
+def _decimals(headline: Mapping[str, Mapping[str, Evidence]], variants: Sequence[str], parents: Mapping[str, str], metric: str) -> int:
+    """Decimals for one metric's row: four significant digits of the largest value in it, the same for every cell.
+
+    One format per row, so a change of 2.9e-05 prints as +0.000029 beside +0.000000, not as
+    ``+2.903e-05`` beside ``+0``.
+    """
+    values = [abs(e.value) for n in variants for e in (headline.get(n, {}).get(metric), headline.get(parents[n], {}).get(metric))
+              if e is not None and math.isfinite(e.value) and e.value != 0]
+    if not values:
+        return 3
+    return int(min(8, max(0, 3 - math.floor(math.log10(max(values))))))
+
+
+def _signed(x: float, decimals: int, sign: str = "+") -> str:
+    """``+0.0112``, ``-1,024``; a change that rounds to zero prints as ``+0.0000``, never ``-0.0000``."""
+    x = round(x, decimals) + 0.0
+    return f"{x:{sign},.{decimals}f}"
+
+
+def _change(headline: Mapping[str, Mapping[str, Evidence]], name: str, parent: str, metric: str, decimals: int = 3) -> dict[str, Any]:
     ours, theirs = headline.get(name, {}).get(metric), headline.get(parent, {}).get(metric)
     if ours is None or theirs is None:
         return {"value": "–", "interval": "", "kind": ""}
@@ -56,13 +77,13 @@ def _change(headline: Mapping[str, Mapping[str, Evidence]], name: str, parent: s
     paired = headline.get(name, {}).get(record)
     interval, kind = "", ""
     if paired is not None and paired.low is not None:
-        low, high = sorted((sign * paired.low + 0.0, sign * paired.high + 0.0))  # + 0.0 avoids printing "-0.000"
-        interval = f"[{fmt_number(low)}, {fmt_number(high)}]"
+        low, high = sorted((sign * paired.low, sign * paired.high))
+        interval = f"[{_signed(low, decimals, '')}, {_signed(high, decimals, '')}]"
         kind = {"worse": "worse", "better": "better"}.get(paired.details.get("verdict"), "")
     elif abs(theirs.value) >= 1e-3 and abs(delta) <= 100 * abs(theirs.value):  # a percentage of nearly nothing says nothing
         relative = delta / abs(theirs.value)
         interval = "0%" if abs(relative) < 0.005 else f"{relative:+.0%}"
-    return {"value": f"{delta:+.4g}", "interval": interval, "kind": kind, "title": f"{fmt_number(theirs.value)} → {fmt_number(ours.value)}"}
+    return {"value": _signed(delta, decimals), "interval": interval, "kind": kind, "title": f"{fmt_number(theirs.value)} → {fmt_number(ours.value)}"}
 
 
 def _flags(drops: Sequence[Evidence], groups: Sequence[Evidence]) -> list[str]:

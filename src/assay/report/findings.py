@@ -23,7 +23,10 @@ def _calibration(r: Mapping[str, Evidence]) -> str:
     e, t = r.get("ece"), r.get("ece_temperature_scaled")
     if not e:
         return ""
-    return f"ECE {e.interval_text()}" + (f"; {t.value:.3f} after temperature {t.details.get('temperature', 0):.2f}" if t else "")
+    if not t:
+        return f"ECE {e.interval_text()}"
+    worse = " (worse: temperature scaling does not help here)" if t.value > e.value else ""
+    return f"ECE {e.interval_text()}; {t.value:.3f} after temperature {t.details.get('temperature', 0):.2f}{worse}"
 
 
 def _robustness(r: Mapping[str, Evidence]) -> str:
@@ -36,7 +39,8 @@ def _ood(r: Mapping[str, Evidence]) -> str:
     if not found:
         return ""
     worst = min(found, key=lambda e: e.value)
-    return f"{worst.metric.split('_')[0]}-OOD AUROC {worst.interval_text()} ({worst.details.get('score', '')})"
+    below = " — below chance" if worst.value < 0.5 else ""
+    return f"{worst.metric.split('_')[0]}-OOD AUROC {worst.interval_text()} ({worst.details.get('score', '')}){below}"
 
 
 def _fairness(r: Mapping[str, Evidence]) -> str:
