@@ -46,7 +46,7 @@ class Limit:
 
     def __str__(self) -> str:
         if self.high is None:
-            return f"{'above' if self.low_open else 'at least'} {_fmt(self.low)}"
+            return "positive" if self.low_open and self.low == 0 else f"{'above' if self.low_open else 'at least'} {_fmt(self.low)}"
         if self.low is None:
             return f"{'below' if self.high_open else 'at most'} {_fmt(self.high)}"
         return f"in {'(' if self.low_open else '['}{_fmt(self.low)}, {_fmt(self.high)}{')' if self.high_open else ']'}"
@@ -273,3 +273,17 @@ def toml_text(value: Any) -> str:
 
 def _fmt(x: float | None) -> str:
     return "" if x is None else (f"{x:g}" if isinstance(x, float) else f"{x:,}".replace(",", "_") if abs(x) >= 10_000 else str(x))
+
+
+def resolve_paths(fn: Callable[..., Any], options: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+    """Options annotated as ``Path`` made relative to ``base_dir`` (the study file's folder) when relative."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001
+        return dict(options)
+    out = dict(options)
+    for key, value in options.items():
+        hint = hints.get(key)
+        if isinstance(value, str) and (hint is Path or Path in typing.get_args(hint)):
+            out[key] = value if Path(value).is_absolute() else str(Path(base_dir) / value)
+    return out

@@ -10,30 +10,68 @@ answers at once.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from pathlib import Path
 
 DEMO_STUDY = "digits.toml"
+# Threads for torch and BLAS when --threads is not given. Measured on a 2-core machine shared with
+# other work (`assay demo`, wall time): see docs/architecture.md. More threads than free cores
+# make each small model's many short kernels wait on one another.
+DEFAULT_THREADS = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error printed as one line (the usage itself is one ``--help`` away)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"assay: error: {message}; see '{self.prog} --help'\n")
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give a seed from 0 to 4294967295") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; give a seed from 0 to 4294967295")
+    return value
+
+
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give a thread count of 1 or more, e.g. --threads 1") from None
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; give a thread count from 1 to {os.cpu_count() or 1}")
+    return value
 
 
 def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--out", default="runs", metavar="DIR", help="runs folder holding run folders and index.db (default: runs)")
     common.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
-    common.add_argument("--seed", type=int, default=None, help="override the study file's seed")
+    common.add_argument("--seed", type=_seed, default=None, help="override the study file's seed (0 to 4294967295)")
+    common.add_argument("--threads", type=_threads, default=None, metavar="N",
+                        help=f"CPU threads for torch and BLAS (default: {DEFAULT_THREADS}, measured fastest for assay's small models on a busy machine)")
     common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    common.add_argument("--quiet", action="store_true", help="no progress bars")
+    common.add_argument("--quiet", action="store_true", help="no progress output (bars on a terminal, one line per stage otherwise)")
     return common
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     common = _common()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="assay",
         description="Which model should I ship for this task, and what is the evidence? "
         "assay makes candidate models, checks each one with the same battery, decides with a policy, and writes a report.",
         parents=[common],
     )
+    parser.add_argument("--version", action="version", version=f"assay {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser("demo", parents=[common], help="run the bundled digits study (examples/digits.toml)",
                           description="Train an MLP and a CNN on scikit-learn's digits, quantize the CNN, check all three, pick one, write the report.")
@@ -59,22 +97,66 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a usage error already printed as one line
+        return stop.code if isinstance(stop.code, int) else 2
     if args.command is None:
         parser.print_help()
         return 0
     from .errors import AssayError
 
+    handler = _log_to_stderr(args)
     try:
         return _COMMANDS[args.command](args)
     except AssayError as error:
         if args.debug:
             raise
-        print(f"assay: error: {error}", file=sys.stderr)
+        print(f"assay: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nassay: interrupted; run the same command again to resume where it stopped", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (e.g. `assay show latest | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout at exit; let that go nowhere
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
+    finally:
+        logging.getLogger("assay").removeHandler(handler)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split("\n")).strip()
+    return text or type(error).__name__
+
+
+def _log_to_stderr(args: argparse.Namespace) -> logging.Handler:
+    """assay's log lines to stderr: warnings always, one line per stage where no progress bar is drawn."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("assay: %(message)s"))
+    logger = logging.getLogger("assay")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if args.quiet or _progress(args) else logging.INFO)
+    logger.propagate = False
+    return handler
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars only on a terminal; a log or a pipe gets one line per stage instead."""
+    return not args.quiet and sys.stderr.isatty()
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    """One thread count for torch's intra-op pool and for BLAS/OpenMP (numpy, scikit-learn)."""
+    import torch
+
+    n = args.threads or DEFAULT_THREADS
+    torch.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(n)
 
 
 def _demo_study() -> Path:
@@ -90,7 +172,8 @@ def _demo_study() -> Path:
 def _run(args: argparse.Namespace, study_path: Path) -> int:
     from .study import Study
 
-    study = Study.from_file(study_path, out=args.out, device=args.device, seed=args.seed, progress=not args.quiet, new=args.new)
+    _set_threads(args)
+    study = Study.from_file(study_path, out=args.out, device=args.device, seed=args.seed, progress=_progress(args), new=args.new)
     result = study.run()
     if result.resumed:
         print(f"(resumed unfinished run {result.run_id})")
@@ -157,6 +240,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from .store import Store
     from .study import build_report
 
+    _set_threads(args)
     store = Store(args.out)
     html, card = build_report(store, store.resolve(args.run))
     print(f"report:     {html}\nmodel card: {card}")

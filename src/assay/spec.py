@@ -28,6 +28,7 @@ study file.
 from __future__ import annotations
 
 import hashlib
+from importlib import import_module
 import re
 import tomllib
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._options import LIMITS, check_limit, resolve_paths, toml_text
 from .errors import SpecError, did_you_mean
 
 _TOP = ("name", "seed", "description", "task", "recipe", "checks", "policy")
@@ -109,14 +111,16 @@ def parse_study(text: str, *, path: Path | None = None) -> StudySpec:
     if not isinstance(name, str) or not _NAME.match(name):
         raise SpecError(f"{where}: name {name!r} must be letters, digits, '-', '_' or '.'")
     seed = data.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise SpecError(f"{where}: seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise SpecError(f"{where}: 'seed' must be an integer, got {toml_text(seed)}; e.g. seed = 0")
+    check_limit("seed", seed, LIMITS["seed"], where, "; e.g. seed = 0")
 
     task = data.get("task")
     if not isinstance(task, dict) or not task:
         raise SpecError(f"{where}: missing [task]; add e.g. [task] builtin = \"digits\" or path = \"data.csv\"")
 
-    recipes = _recipes(data.get("recipe"), where)
+    base_dir = path.parent if path else Path.cwd()
+    recipes = _recipes(data.get("recipe"), where, base_dir)
     checks, n_boot = _checks(data.get("checks", {}), where)
 
     from .checks.base import known_metrics
@@ -126,6 +130,7 @@ def parse_study(text: str, *, path: Path | None = None) -> StudySpec:
     if not isinstance(policy_table, dict):
         raise SpecError(f"{where}: [policy] must be a table with gates and objectives")
     policy = Policy.parse(policy_table, known_metrics(), where=f"{where} [policy]")
+    _policy_metrics_measured(policy, checks, f"{where} [policy]")
     return StudySpec(
         path=path,
         text=text,
@@ -137,21 +142,39 @@ def parse_study(text: str, *, path: Path | None = None) -> StudySpec:
         policy=policy,
         n_boot=n_boot,
         description=str(data.get("description", "")),
-        base_dir=path.parent if path else Path.cwd(),
+        base_dir=base_dir,
     )
+
+
+def _policy_metrics_measured(policy: Any, checks: Mapping[str, Any], where: str) -> None:
+    """Every metric a gate or objective reads must come from a check the study runs (or one every study runs)."""
+    from .checks import load_all
+
+    registry = load_all()
+    always = getattr(import_module("assay.checks.base"), "ALWAYS_RUN", ())
+    running = [*always, *checks]
+    measured = {m for name in running if name in registry for m in registry[name].metrics}
+    rules = [(g.metric, f"gate '{g}'") for g in policy.gates] + [(o.metric, f"objective '{o}'") for o in policy.objectives]
+    for metric, rule in rules:
+        if metric not in measured:
+            makers = sorted(name for name, cls in registry.items() if metric in cls.metrics)
+            fix = f"add {' or '.join(repr(m) for m in makers)} to [checks] run" if makers else "remove it"
+            raise SpecError(f"{where}: {rule} reads '{metric}', which no check in [checks] run produces; {fix}")
 
 
 _FLOAT_PARENT_ONLY = ("quantize", "prune", "export")  # kinds that change a float model's weights or structure
 
 
-def _recipes(tables: object, where: str) -> tuple[RecipeSpec, ...]:
-    from .recipes import make_recipe
+def _recipes(tables: object, where: str, base_dir: Path) -> tuple[RecipeSpec, ...]:
+    from .recipes import RECIPES, make_recipe
 
     if not isinstance(tables, list) or not tables:
         raise SpecError(f"{where}: no [[recipe]]; add at least one, e.g. [[recipe]] name = \"mlp\" kind = \"train\" arch = \"mlp\"")
     out: list[RecipeSpec] = []
     repeated: dict[str, int] = {}  # recipes expanded over draws: name -> draws
     for i, table in enumerate(tables, 1):
+        if not isinstance(table, dict):
+            raise SpecError(f"{where} [[recipe]] #{i}: must be a table; write it as [[recipe]] with name = ... and kind = ...")
         name = table.get("name")
         label = f"{where} [[recipe]] #{i}"
         if not isinstance(name, str) or not _NAME.match(name):
@@ -172,6 +195,7 @@ def _recipes(tables: object, where: str) -> tuple[RecipeSpec, ...]:
         if draws > 1 and labels is None:
             raise SpecError(f"{label}: draws = {draws} repeats the recipe on other labelled subsets; add labels_per_class = k to it")
         recipe = make_recipe(kind, options, label)  # validates keys and values now, not after training
+        options = resolve_paths(RECIPES[kind].__init__, options, base_dir)  # file options are relative to the study file
         parent = getattr(recipe, "parent", None)
         if parent is not None and parent in repeated:
             raise SpecError(f"{label}: parent '{parent}' was repeated over draws = {repeated[parent]}; name one draw, e.g. parent = \"{parent}.draw1\"")
@@ -206,8 +230,9 @@ def _checks(table: object, where: str) -> tuple[dict[str, dict[str, Any]], int]:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise SpecError(f"{where} [checks]: 'run' must be a list of check names, e.g. run = [\"performance\", \"calibration\"]")
     n_boot = table.get("n_boot", 1000)
-    if not isinstance(n_boot, int) or n_boot < 100:
-        raise SpecError(f"{where} [checks]: n_boot must be an integer of at least 100, got {n_boot!r}")
+    if not isinstance(n_boot, int) or isinstance(n_boot, bool):
+        raise SpecError(f"{where} [checks]: 'n_boot' must be an integer, got {toml_text(n_boot)}; e.g. n_boot = 1000")
+    check_limit("n_boot", n_boot, LIMITS["n_boot"], f"{where} [checks]", "; e.g. n_boot = 1000")
     for key, value in table.items():
         if key in _CHECKS_KEYS:
             continue
@@ -218,6 +243,8 @@ def _checks(table: object, where: str) -> tuple[dict[str, dict[str, Any]], int]:
     checks = {}
     for name in names:
         options = table.get(name, {})
+        if not isinstance(options, dict):
+            raise SpecError(f"{where} [checks.{name}]: must be a table of the check's options")
         make_check(name, options, where=f"{where} [checks]")  # validate now
         checks[name] = options
     return checks, n_boot

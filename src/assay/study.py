@@ -28,6 +28,7 @@ from .errors import SpecError
 from .models.candidate import Candidate, library_versions
 from .models.device import resolve_device
 from .recipes.base import RecipeContext, make_recipe
+from .resolve import validate_against_task
 from .select import Decision, select
 from .spec import StudySpec, load_study, positive_int
 from .store import Store
@@ -47,10 +48,7 @@ def load_task(table: Mapping[str, Any], *, base_dir: Path, seed: int, where: str
     labels_per_class = table.pop("labels_per_class", None)
     if "builtin" in table:
         options = {k: v for k, v in table.items() if k != "builtin"}
-        try:
-            task = load_builtin(table["builtin"], seed=seed, where=where, **options)
-        except TypeError:
-            raise SpecError(f"{where}: builtin task '{table['builtin']}' takes no options {sorted(options)}; remove them") from None
+        task = load_builtin(table["builtin"], seed=seed, where=where, **options)  # options checked against the loader's signature
     else:
         from .data.sources import load_source
 
@@ -64,6 +62,7 @@ def load_task(table: Mapping[str, Any], *, base_dir: Path, seed: int, where: str
     if labels_per_class is not None:
         if not positive_int(labels_per_class):
             raise SpecError(f"{where}: labels_per_class must be a positive integer, got {labels_per_class!r}")
+        task.check_labels_per_class(labels_per_class, where)
         task = task.with_labels_per_class(labels_per_class, seed=seed)
     return task
 
@@ -130,6 +129,7 @@ class Study:
         timings: dict[str, float] = {}
         started = time.perf_counter()
         task = load_task(spec.task, base_dir=spec.base_dir, seed=self.seed, where=f"{spec.path or 'study'} [task]")
+        validate_against_task(spec, task)  # names, sizes and memory resolved against the task before anything trains
         timings["load_task_s"] = time.perf_counter() - started
         config_hash = spec.config_hash(self.seed)
         # One process per run: its lock is held until the report is written; leaving early marks it interrupted.

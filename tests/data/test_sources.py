@@ -144,7 +144,7 @@ def test_load_source_dispatches_and_names_unknown_keys(tmp_path, wine_frame):
     wine_frame.to_csv(tmp_path / "w.csv", index=False)
     task = load_source({"path": "w.csv", "label": "cultivar"}, base_dir=tmp_path, seed=0)
     assert task.modality == "tabular"
-    with pytest.raises(SpecError, match="unknown key 'lable' for table data \\(did you mean 'label'\\?\\)"):
+    with pytest.raises(SpecError, match="\\(table data\\): unknown key 'lable' \\(did you mean 'label'\\?\\)"):
         load_source({"path": "w.csv", "lable": "cultivar"}, base_dir=tmp_path, seed=0)
 
 

@@ -75,3 +75,42 @@ def test_quantize_makes_a_child_with_its_parent_recorded(cnn, digits, tmp_path):
     assert agree > 0.98
     with pytest.raises(SpecError, match="parent 'cnnx' is not a candidate"):
         make_recipe("quantize", {"parent": "cnnx"}, "x").make("q", ctx)
+
+
+def test_a_diverging_training_stops_with_the_recipe_and_epoch_named(digits, tmp_path):
+    from assay.data.task import Split
+    from assay.errors import TrainingDiverged
+    from assay.models import zoo
+    from assay.recipes.train import TrainConfig, fit
+
+    torch.manual_seed(0)
+    model = zoo.build("mlp", input_shape=digits.input_shape, num_classes=digits.num_classes, hidden=[16])
+    huge = Split(digits.train.x * 1e38, digits.train.y)  # finite inputs whose products overflow to inf
+    with pytest.raises(TrainingDiverged) as caught:
+        fit(model, huge, digits.val, TrainConfig(epochs=2), device=torch.device("cpu"), seed=0, progress=False, desc="mlp")
+    assert caught.value.recipe == "mlp" and caught.value.epoch == 1
+    assert str(caught.value).startswith("mlp: training diverged in epoch 1") and "lower lr" in str(caught.value)
+
+
+@pytest.mark.parametrize("damage", [b"", b"garbage, not a checkpoint", "truncated"])
+def test_a_damaged_checkpoint_restarts_training_with_a_warning(digits, tmp_path, caplog, damage):
+    from assay.models import zoo
+    from assay.recipes.train import TrainConfig, fit
+
+    checkpoint = tmp_path / "checkpoint.pt"
+
+    def train():
+        torch.manual_seed(0)
+        model = zoo.build("mlp", input_shape=digits.input_shape, num_classes=digits.num_classes, hidden=[16])
+        return model, fit(model, digits.train, digits.val, TrainConfig(epochs=2), device=torch.device("cpu"), seed=0,
+                          checkpoint=checkpoint, progress=False)
+
+    clean_model, clean = train()
+    data = checkpoint.read_bytes()
+    checkpoint.write_bytes(data[: len(data) // 2] if damage == "truncated" else damage)
+    with caplog.at_level("WARNING", logger="assay"):
+        model, summary = train()
+    assert "damaged checkpoint" in caplog.text and "restarts from scratch" in caplog.text
+    assert summary["epochs_run"] == 2 and len(summary["history"]) == 2
+    for a, b in zip(clean_model.state_dict().values(), model.state_dict().values()):
+        assert torch.equal(a, b)  # a fresh start gives the very same model

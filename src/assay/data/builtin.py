@@ -164,7 +164,19 @@ def tweets(*, seed: int = 0, fractions: tuple[float, float, float] = (0.7, 0.15,
 
 
 def load_builtin(name: str, *, seed: int = 0, where: str = "[task]", **options) -> Task:
-    """A bundled task by name, e.g. ``load_builtin("digits", seed=0)``."""
-    if name not in BUILTINS:
-        raise DataError(f"{where}: unknown builtin task '{name}'{did_you_mean(name, BUILTINS)}; available: {', '.join(sorted(BUILTINS))}")
-    return BUILTINS[name](seed=seed, **options)
+    """A bundled task by name, e.g. ``load_builtin("digits", seed=0)``.
+
+    Options are checked against the task's signature (names, types, ranges)
+    before anything is loaded.
+
+    Raises:
+        DataError: an unknown name. SpecError: an unknown option or a bad value.
+    """
+    import dataclasses
+
+    from .._options import check_options
+
+    if not isinstance(name, str) or name not in BUILTINS:
+        raise DataError(f"{where}: unknown builtin task {name!r}{did_you_mean(str(name), BUILTINS)}; available: {', '.join(sorted(BUILTINS))}")
+    check_options(BUILTINS[name], options, f"{where} (builtin '{name}')", skip=("seed",))
+    return dataclasses.replace(BUILTINS[name](seed=seed, **options), origin="builtin")

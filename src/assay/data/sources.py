@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import DataError, SpecError, did_you_mean, require
 from .lazy import LazyImages
+from .memory import available_bytes, budget_bytes, size_text
 from .splitting import stratified_split
 from .tabular import TablePipeline
 from .task import Split, Task
@@ -39,6 +40,29 @@ def _class_folders(root: Path) -> dict[str, list[Path]]:
     return out
 
 
+_BANDS = {"1": 1, "L": 1, "P": 1, "I": 4, "I;16": 2, "F": 4, "LA": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3, "RGBA": 4, "CMYK": 4}
+
+
+def _image_header(path: Path) -> tuple[tuple[int, int], str]:
+    """``((W, H), mode)`` from the file's header alone, refusing an image too large to decode here."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            size, mode = img.size, img.mode
+    except Image.DecompressionBombError as error:  # PIL's own limit: the header claims far more pixels than is sane
+        claimed = str(error).split("(")[1].split(" pixels")[0] if "(" in str(error) else "too many"
+        raise DataError(f"{path}: image header claims {claimed} pixels, too many to decode; remove the file or shrink the image") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+        reason = str(error).split("\n")[0] or type(error).__name__
+        raise DataError(f"{path}: cannot read image ({reason}); remove or replace it") from None
+    need = size[0] * size[1] * max(_BANDS.get(mode, 4), 1) * 2  # the decoded image and one converted copy
+    if need > budget_bytes():
+        raise DataError(f"{path}: image header claims {size[0]}x{size[1]} pixels, about {size_text(need)} to decode "
+                        f"(this machine has {size_text(available_bytes())} available); remove the file or shrink the image")
+    return size, mode
+
+
 def _read_image(path: Path, mode: str | None):
     from PIL import Image, UnidentifiedImageError
 
@@ -46,7 +70,7 @@ def _read_image(path: Path, mode: str | None):
         with Image.open(path) as img:
             img.load()  # decode fully: a truncated file fails here, not later
             return img.convert(mode) if mode else img.copy()
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         reason = str(error).split("\n")[0] or type(error).__name__
         raise DataError(f"{path}: cannot read image ({reason}); remove or replace it") from None
 
@@ -55,7 +79,7 @@ def load_image_folder(
     root: Path | str,
     *,
     name: str | None = None,
-    size: Sequence[int] | None = None,
+    size: tuple[int, int] | None = None,
     grayscale: bool | None = None,
     fractions: Fractions = (0.7, 0.15, 0.15),
     seed: int = 0,
@@ -88,15 +112,11 @@ def load_image_folder(
         raise DataError(f"{root}: found {len(classes)} class folder ({', '.join(classes)}); a classifier needs at least two")
 
     files = [(split, c, f) for split, folders in layout.items() for c, fs in folders.items() for f in fs]
-    # Every file is decoded once now, so a broken one is named before anything trains;
-    # a lazy task keeps only the file list and decodes again batch by batch.
-    images, sizes, grey = [], [], True
-    for _, _, f in files:
-        img = _read_image(f, None)
-        sizes.append(img.size)
-        grey = grey and img.mode in ("L", "1", "I", "I;16", "LA")
-        if not lazy:
-            images.append(img)
+    # Headers first (no pixels decoded): sizes, modes and the memory the task will take,
+    # so an image or a size too large is refused from an estimate instead of the process being killed.
+    headers = [_image_header(f) for _, _, f in files]
+    sizes = [h[0] for h in headers]
+    grey = all(h[1] in ("L", "1", "I", "I;16", "LA") for h in headers)
     mode = "L" if (grey if grayscale is None else grayscale) else "RGB"
     if size is None and len(set(sizes)) > 1:
         b = next(i for i, s in enumerate(sizes) if s != sizes[0])
@@ -105,6 +125,20 @@ def load_image_folder(
             f"{files[b][2].name} is {sizes[b][0]}x{sizes[b][1]}); set size = [H, W] in [task] to resize them all"
         )
     target = (int(size[1]), int(size[0])) if size is not None else sizes[0]  # PIL wants (W, H)
+    channels = 1 if mode == "L" else 3
+    need = len(files) * channels * target[0] * target[1] * 4 * 2  # float32 pixels, and the copy training makes
+    if not lazy:
+        need += sum(w * h * _BANDS.get(m, 4) for (w, h), m in headers)  # decoded images held while stacking
+    if need > budget_bytes():
+        raise DataError(f"{root}: {len(files)} images at {target[1]}x{target[0]} need about {size_text(need)} in memory "
+                        f"(this machine has {size_text(available_bytes())} available); set a smaller size = [H, W] in [task]")
+    # Every file is decoded once now, so a broken one is named before anything trains;
+    # a lazy task keeps only the file list and decodes again batch by batch.
+    images = []
+    for _, _, f in files:
+        img = _read_image(f, None)
+        if not lazy:
+            images.append(img)
     if lazy:
         x = LazyImages([f for _, _, f in files], mode, target)
     else:
@@ -124,6 +158,7 @@ def load_image_folder(
         description=f"Images from {root.name}/ ({len(classes)} classes).",
         info={"source": str(root), "split rule": rule, "resize": f"bilinear to {target[1]}x{target[0]}" if size is not None else "none (all one size)",
               "channels": "grey" if mode == "L" else "RGB", "loading": "lazy (decoded batch by batch)" if lazy else "in memory"},
+        origin="image_folder",
     )
 
 
@@ -163,7 +198,7 @@ def _read_table(path: Path):
 
 def _column(frame, column: str, source: str | Path, role: str) -> None:
     if column not in frame.columns:
-        raise DataError(f"{source}: no {role} column '{column}'{did_you_mean(column, map(str, frame.columns))}; columns: {', '.join(map(str, frame.columns[:12]))}")
+        raise DataError(f"{source}: no {role} column '{column}'{did_you_mean(column, map(str, frame.columns))}; columns: {', '.join(map(str, frame.columns))}")
 
 
 def load_table(
@@ -218,6 +253,10 @@ def table_task(
     columns = list(features) if features is not None else [str(c) for c in frame.columns if c not in reserved]
     for column in columns:
         _column(frame, column, source, "feature")
+    if label in columns:
+        raise DataError(f"{source}: the label column '{label}' is listed in features; remove it from features (a model given the answer scores 1.000 and learns nothing)")
+    _refuse_identifiers(frame, columns, source, chosen=features is None)
+    _refuse_infinite(frame, columns, source)
     if split_column:
         values = frame[split_column].astype(str).str.lower()
         bad = sorted(set(values) - set(SPLITS))
@@ -247,7 +286,45 @@ def table_task(
         info={"source": source, "split rule": rule, "rows dropped (missing label)": dropped, "features": pipeline.describe(),
               "missing_fill": pipeline.missing_fill(), **(info or {})},
         pipeline=pipeline,
+        origin="table",
     )
+
+
+# A text column with more distinct values than this share of its rows, and more than
+# this many, names rows rather than describing them (an ID, a timestamp, free text).
+_ID_SHARE, _ID_LEVELS = 0.5, 50
+
+
+def _refuse_identifiers(frame: Any, columns: Sequence[str], source: str, *, chosen: bool) -> None:
+    """Refuse a feature column that identifies rows: one-hot of an ID memorises, and 10,000 levels make 10,000 columns."""
+    import pandas as pd
+
+    n = len(frame)
+    for column in columns:
+        values = frame[column]
+        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        levels = int(values.nunique(dropna=True))
+        if not numeric and levels > _ID_LEVELS and levels > _ID_SHARE * n:
+            raise DataError(f"{source}: column '{column}' has {levels:,} distinct values in {n:,} rows, like an identifier; "
+                            f"leave it out (list features = [...] without it) or encode it as numbers")
+        if numeric and chosen and n > _ID_LEVELS and levels == n and pd.api.types.is_integer_dtype(values):
+            ordered = np.sort(values.to_numpy())
+            if ordered[-1] - ordered[0] == n - 1:  # 0..N-1 or 1..N: a saved row index
+                raise DataError(f"{source}: column '{column}' numbers the rows ({ordered[0]}..{ordered[-1]}), like a saved index; "
+                                f"leave it out (list features = [...] without it, or save the table with index=False)")
+
+
+def _refuse_infinite(frame: Any, columns: Sequence[str], source: str) -> None:
+    """An infinite cell cannot be standardised; empty cells (NaN) are filled with the training median instead."""
+    import pandas as pd
+
+    for column in columns:
+        values = frame[column]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            bad = np.flatnonzero(np.isinf(values.to_numpy(dtype=float)))
+            if len(bad):
+                raise DataError(f"{source}: column '{column}' holds infinite values in {len(bad)} row(s) (first: row {int(bad[0])}); "
+                                "replace them, or empty those cells to have them filled with the training median")
 
 
 # --- arrays -------------------------------------------------------------------
@@ -276,6 +353,23 @@ def load_npz(
         x_all, y_all = {"all": arrays["x"]}, {"all": arrays["y"]}
     else:
         raise DataError(f"{path}: holds {sorted(arrays)}; it needs arrays x and y, or x_train, y_train, x_test, y_test")
+    for s in x_all:
+        x, y = x_all[s], y_all[s]
+        if (x is None) != (y is None):
+            missing = f"y_{s}" if y is None else f"x_{s}"
+            raise DataError(f"{path}: has {'x' if y is None else 'y'}_{s} but no {missing}; give both or neither")
+        if x is None:
+            continue
+        xs, ys = ("x", "y") if s == "all" else (f"x_{s}", f"y_{s}")
+        if x.ndim < 2 or y.ndim != 1:
+            raise DataError(f"{path}: {xs} has shape {x.shape} and {ys} {y.shape}; give {xs} as (N, ...) inputs and {ys} as (N,) labels")
+        if len(x) != len(y):
+            raise DataError(f"{path}: {xs} has {len(x)} rows but {ys} has {len(y)}; give one label per row")
+        if x.dtype.kind not in "fiub":
+            raise DataError(f"{path}: {xs} holds {x.dtype} values; give numbers")
+    shapes = {s: x.shape[1:] for s, x in x_all.items() if x is not None}
+    if len(set(shapes.values())) > 1:
+        raise DataError(f"{path}: splits differ in input shape ({', '.join(f'x_{s} {v}' for s, v in shapes.items())}); every split needs the same shape")
     labels = np.concatenate([v for v in y_all.values() if v is not None])
     values = sorted(np.unique(labels).tolist())
     names = tuple(class_names) if class_names else tuple(str(v) for v in values)
@@ -308,35 +402,36 @@ def load_npz(
         else:
             splits, rule = {"train": Split(x, y), "val": Split(prepare(x_all["val"]), encode(y_all["val"]))}, "given train/val/test"
         splits["test"] = Split(prepare(x_all["test"]), encode(y_all["test"]))
-    return Task(name=name or path.stem, modality=kind, class_names=names, **splits, info={"source": str(path), "split rule": rule})
+    return Task(name=name or path.stem, modality=kind, class_names=names, **splits, info={"source": str(path), "split rule": rule}, origin="npz")
 
 
 # --- the [task] table ---------------------------------------------------------
-_OPTIONS = {
-    "image_folder": ("name", "size", "grayscale", "fractions", "lazy"),
-    "table": ("label", "groups", "meta", "features", "split_column", "name", "fractions"),
-    "npz": ("name", "modality", "class_names", "fractions"),
-}
-
-
 def load_source(spec: Mapping[str, Any], *, base_dir: Path, seed: int, where: str = "study.toml [task]") -> Task:
-    """The Task a study file's ``[task]`` table names by ``path`` (relative to the study file)."""
+    """The Task a study file's ``[task]`` table names by ``path`` (relative to the study file).
+
+    The table's options are checked against the loader's signature (names,
+    types, ranges) before any file is read.
+    """
+    from .._options import check_options
+
     if "path" not in spec:
         raise SpecError(f"{where}: needs builtin = \"digits\" (or another bundled task) or path = \"your data\"")
+    if not isinstance(spec["path"], str) or not spec["path"]:
+        raise SpecError(f"{where}: 'path' must be a string naming a file or folder, got {spec['path']!r}")
     path = Path(spec["path"])
     path = path if path.is_absolute() else Path(base_dir) / path
+    if not path.exists():
+        raise DataError(f"{path}: not found; check the path (paths in a study file are relative to the study file)")
     fmt = spec.get("format") or ("image_folder" if path.is_dir() else {".npz": "npz"}.get(path.suffix.lower(), "table"))
-    fmt = {"csv": "table", "parquet": "table"}.get(fmt, fmt)
-    if fmt not in _OPTIONS:
-        raise SpecError(f"{where}: unknown format '{spec['format']}'; use image_folder, csv, parquet or npz")
+    fmt = {"csv": "table", "parquet": "table"}.get(fmt, fmt) if isinstance(fmt, str) else fmt
+    loaders = {"image_folder": load_image_folder, "table": load_table, "npz": load_npz}
+    if fmt not in loaders:
+        raise SpecError(f"{where}: unknown format {spec['format']!r}; use image_folder, csv, parquet or npz")
     options = {k: v for k, v in spec.items() if k not in ("path", "format")}
-    allowed = _OPTIONS[fmt]
-    for key in options:
-        if key not in allowed:
-            raise SpecError(f"{where}: unknown key '{key}' for {fmt} data{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")
+    loader = loaders[fmt]
+    check_options(loader, options, f"{where} ({fmt} data)", skip=("root", "path", "seed"))
     if "fractions" in options:
         options["fractions"] = tuple(options["fractions"])
     if fmt == "table" and "label" not in options:
         raise SpecError(f"{where}: tables need label = \"<column>\" naming the class column")
-    loader = {"image_folder": load_image_folder, "table": load_table, "npz": load_npz}[fmt]
     return loader(path, seed=seed, **options)

@@ -115,6 +115,7 @@ class Task:
     description: str = ""
     pipeline: Any = None  # how raw rows become features (tabular), for serving new data
     info: Mapping[str, Any] = field(default_factory=dict)
+    origin: str = ""  # what made it: "builtin", "table", "image_folder", "npz" ("" for a task built in code)
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
@@ -131,6 +132,9 @@ class Task:
                     f"task '{self.name}': {split_name} split has label {int(split.y[bad][0])} outside 0..{k - 1}"
                 )
         object.__setattr__(self, "class_names", tuple(self.class_names))
+        for split_name, split in (*self.labelled_splits(), ("pool", self.pool), ("ood", self.ood), ("ood_user", self.ood_user)):
+            if split is not None:
+                _refuse_non_finite(split.x, f"{self.info.get('source', f'task {self.name!r}')}", split_name)
 
     @property
     def num_classes(self) -> int:
@@ -147,6 +151,33 @@ class Task:
         if found is None:
             raise DataError(f"task '{self.name}': no split '{name}'; use train, val or test (ood needs holdout_classes)")
         return found
+
+    def groups_hint(self) -> str:
+        """How to give this task a group attribute (for fairness), in terms of where it came from."""
+        if self.origin == "table":
+            return 'add groups = ["<column>"] to [task] naming the group column'
+        if self.origin == "builtin":
+            return f"the builtin task '{self.name}' has no group attribute; fairness needs one (builtin = \"hmda\", or a table with groups = [\"<column>\"])"
+        if self.origin in ("image_folder", "npz"):
+            kind = "an image folder" if self.origin == "image_folder" else "an NPZ file"
+            return f"{kind} carries no group attribute; use a table with a group column (path = \"data.csv\", groups = [\"<column>\"])"
+        return "give the task's splits group attributes (Split(x, y, groups={...}))"
+
+    def smallest_class(self, split: str = "train") -> tuple[str, int]:
+        """The class with the fewest examples in ``split``, and its count."""
+        counts = np.bincount(self.split(split).y[self.split(split).y >= 0], minlength=self.num_classes)
+        i = int(np.argmin(counts))
+        return self.class_names[i], int(counts[i])
+
+    def check_labels_per_class(self, k: int, where: str = "") -> None:
+        """Refuse ``labels_per_class = k`` when a class has fewer than ``k`` training examples.
+
+        Raises:
+            DataError: naming the class, its count and the largest k that works.
+        """
+        name, n = self.smallest_class("train")
+        if k > n:
+            raise DataError(f"{where or f'task {self.name!r}'}: labels_per_class = {k} but class '{name}' has only {n} training examples; use labels_per_class <= {n}")
 
     def labelled_splits(self) -> tuple[tuple[str, Split], ...]:
         return (("train", self.train), ("val", self.val), ("test", self.test))
@@ -230,6 +261,7 @@ class Task:
         """
         if k < 1:
             raise DataError(f"task '{self.name}': labels_per_class must be at least 1, got {k}")
+        self.check_labels_per_class(k)
         rng = np.random.default_rng([seed, k] if draw == 0 else [seed, k, draw])
 
         def keep(split: Split, n: int) -> np.ndarray:
@@ -254,3 +286,14 @@ class Task:
             pool=pool,
             info={**self.info, "labels_per_class": k, "labels rule": f"{k} per class in train, {max(2, k)} in val (seeded{f', draw {draw}' if draw else ''}); the rest unlabelled in pool"},
         )
+
+
+def _refuse_non_finite(x: Any, source: str, split: str) -> None:
+    """NaN or infinite inputs would train a model on garbage (or a NaN loss): refuse them, naming where."""
+    if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+        return  # text ids, lazy images (decoded pixels are always finite)
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1) if len(x) else np.zeros(0, bool)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise DataError(f"{source}: {len(rows)} {split} example(s) hold NaN or infinite values (first: example {int(rows[0])}); "
+                        "replace or drop them before loading (a table's empty cells are filled with the training median)")

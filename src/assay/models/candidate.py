@@ -84,13 +84,7 @@ class Candidate:
     @cached_property
     def id(self) -> str:
         """A 12-hex content hash of weights and provenance (versions excluded)."""
-        h = hashlib.sha256()
-        for key in sorted(self._tensors):
-            h.update(key.encode())
-            h.update(self._tensors[key].cpu().reshape(-1).view(torch.uint8).numpy().tobytes())  # raw bytes: bf16 has no numpy type
-        prov = {k: v for k, v in asdict(self.provenance).items() if k != "versions"}
-        h.update(json.dumps(prov, sort_keys=True, default=str).encode())
-        return h.hexdigest()[:12]
+        return content_hash(self._tensors, self.provenance)
 
     @property
     def device(self) -> torch.device:
@@ -186,22 +180,72 @@ class Candidate:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        folder = Path(folder)
-        meta_path, weights_path = folder / f"{name}.json", folder / f"{name}.safetensors"
-        if not weights_path.is_file():
-            raise ModelError(f"{weights_path}: candidate file not found; save the candidate again or check the name")
-        meta, prov = read_description(meta_path)
-        try:
-            tensors = load_file(str(weights_path))
-        except SafetensorError as error:
-            raise ModelError(f"{weights_path}: cannot read candidate ({error}); the files are damaged, save it again") from None
+        meta, prov, tensors = verify(folder, name)
+        weights_path = Path(folder) / f"{name}.safetensors"
         model, problems = _rebuild(prov, tensors)
         if problems:
             raise ModelError(f"{weights_path}: weights do not fit architecture {prov.arch['name']} ({problems[0]}); the files do not belong together")
-        candidate = cls(name, model, Provenance(**{**asdict(prov), "transforms": tuple(prov.transforms)}), meta.get("training"))
-        if candidate.id != meta["id"]:
-            raise ModelError(f"{weights_path}: content hash {candidate.id} differs from the recorded {meta['id']}; the file was changed after saving")
-        return candidate
+        return cls(name, model, prov, meta.get("training"))
+
+
+def content_hash(tensors: dict[str, torch.Tensor], provenance: Provenance) -> str:
+    """The 12-hex id of weights and provenance (versions excluded); computable from a file's tensors before any model is built."""
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        h.update(key.encode())
+        h.update(tensors[key].cpu().reshape(-1).view(torch.uint8).numpy().tobytes())  # raw bytes: bf16 has no numpy type
+    prov = {k: v for k, v in asdict(provenance).items() if k != "versions"}
+    h.update(json.dumps(prov, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:12]
+
+
+def verify(folder: Path, name: str) -> tuple[dict[str, Any], Provenance, dict[str, torch.Tensor]]:
+    """Read a saved candidate's files and check them before any model is built from them.
+
+    The JSON is validated against the description schema, the weights are read
+    from safetensors (never pickle), and the content hash of both must equal
+    the recorded id; for a plain zoo model the weights' shapes are compared
+    with the architecture built on the ``meta`` device (no memory taken), so a
+    description claiming a huge model is refused before it is made.
+
+    Raises:
+        ModelError: one line naming the file and the fix.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    weights_path = folder / f"{name}.safetensors"
+    if not weights_path.is_file():
+        raise ModelError(f"{weights_path}: candidate file not found; save the candidate again or check the name")
+    meta, prov = read_description(folder / f"{name}.json")
+    try:
+        tensors = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ModelError(f"{weights_path}: cannot read candidate ({str(error).splitlines()[0]}); the files are damaged, save it again") from None
+    found = content_hash(tensors, prov)
+    if found != meta["id"]:
+        raise ModelError(f"{weights_path}: content hash {found} differs from the recorded {meta['id']}; the files were changed after saving, save the candidate again")
+    if not prov.transforms and prov.arch["name"] in zoo.ARCHITECTURES and prov.arch["name"] != "pretrained":  # an encoder loads from its source
+        arch = dict(prov.arch)
+        with torch.device("meta"):
+            try:
+                model = zoo.build(arch.pop("name"), input_shape=arch.pop("input_shape"), num_classes=arch.pop("num_classes"), where=str(folder / f"{name}.json"), **arch)
+            except Exception as error:  # noqa: BLE001 -- the description names options the architecture refuses
+                raise ModelError(f"{folder / f'{name}.json'}: arch {prov.arch.get('name')!r} cannot be built ({str(error).splitlines()[0]}); the file is damaged, save the candidate again") from None
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.startswith(tuple(getattr(model, "frozen_prefixes", ()) or ("\x00",)))}
+        for key, shape in expected.items():
+            if key in tensors and tuple(tensors[key].shape) != shape:
+                raise ModelError(f"{weights_path}: tensor '{key}' has shape {tuple(tensors[key].shape)}, arch {prov.arch['name']} needs {shape}; the files do not belong together")
+    return meta, prov, tensors
+
+
+# The description's schema: field -> type (checked with the study file's own type checker).
+_SCHEMA: dict[str, Any] = {
+    "name": str, "id": str, "recipe": str, "arch": dict, "config": dict, "seed": int, "data_hash": str,
+    "parent": str | None, "parent_id": str | None, "transforms": list[str], "versions": dict,
+}
+_ARCH_SCHEMA: dict[str, Any] = {"name": str, "input_shape": list[int], "num_classes": int}
 
 
 def read_description(path: Path) -> tuple[dict[str, Any], Provenance]:
@@ -210,14 +254,46 @@ def read_description(path: Path) -> tuple[dict[str, Any], Provenance]:
     Raises:
         ModelError: when the file is missing or is not an assay candidate's description.
     """
+    from .._options import conforms, describe, toml_text
+
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: candidate file not found; save the candidate again or check the name")
+    damaged = "the file is damaged or not an assay candidate's description; save the candidate again"
     try:
-        meta = json.loads(path.read_text())
-        return meta, Provenance(**{k: meta[k] for k in Provenance.__dataclass_fields__})
-    except (KeyError, TypeError, json.JSONDecodeError) as error:
-        raise ModelError(f"{path.with_suffix('')}: cannot read candidate ({error}); the files are damaged, save it again") from None
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise ModelError(f"{path}: not valid JSON ({str(error).splitlines()[0][:80]}); {damaged}") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{path}: holds a JSON {type(meta).__name__}, not an object; {damaged}")
+    for schema, record, prefix in ((_SCHEMA, meta, ""), (_ARCH_SCHEMA, meta.get("arch"), "arch.")):
+        for key, kind in schema.items():
+            if key not in record:
+                raise ModelError(f"{path}: field '{prefix}{key}' is missing; {damaged}")
+            if not conforms(record[key], kind):
+                raise ModelError(f"{path}: field '{prefix}{key}' must be {describe(kind)}, got {toml_text(record[key])[:60]}; {damaged}")
+    arch = meta["arch"]
+    known = (*zoo.ARCHITECTURES, "onnx")
+    if arch["name"] not in known:
+        raise ModelError(f"{path}: unknown architecture {arch['name']!r}; {damaged}")
+    if not (len(meta["id"]) == 12 and all(c in "0123456789abcdef" for c in meta["id"])):
+        raise ModelError(f"{path}: field 'id' must be 12 hex digits, got {meta['id'][:20]!r}; {damaged}")
+    if not all(n >= 1 for n in arch["input_shape"]) or arch["num_classes"] < 2:
+        raise ModelError(f"{path}: arch input_shape {arch['input_shape']} and num_classes {arch['num_classes']} must be positive (2+ classes); {damaged}")
+    known_transforms = (*quantized.TRANSFORMS, *exported.TRANSFORMS) if hasattr(quantized, "TRANSFORMS") else None
+    unknown = [t for t in meta["transforms"] if known_transforms is not None and t not in known_transforms]
+    if unknown:
+        raise ModelError(f"{path}: unknown transform {unknown[0]!r}; {damaged}")
+    if arch["name"] in zoo.ARCHITECTURES and not meta["transforms"]:
+        options = {k: v for k, v in arch.items() if k not in ("name", "input_shape", "num_classes")}
+        try:
+            zoo.check_arch(arch["name"], options, f"{path} arch")
+        except Exception as error:  # noqa: BLE001
+            raise ModelError(f"{str(error).splitlines()[0]}; {damaged}") from None
+    if "training" in meta and not isinstance(meta["training"], (dict, type(None))):
+        raise ModelError(f"{path}: field 'training' must be an object; {damaged}")
+    fields = {k: meta[k] for k in Provenance.__dataclass_fields__}
+    return meta, Provenance(**{**fields, "transforms": tuple(fields["transforms"])})
 
 
 def _rebuild(prov: Provenance, tensors: dict[str, torch.Tensor]) -> tuple[nn.Module, list[str]]:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelError
+from ..errors import MissingDependency, ModelError
 from ..models import exported
-from ..models.candidate import Candidate, Provenance
+from ..models.candidate import Candidate, Provenance, verify
 from ..models.inputs import as_input
 from .base import Recipe, RecipeContext, register_recipe
 
@@ -27,19 +27,38 @@ class Load(Recipe):
         [[recipe]]
         name = "mine"
         kind = "load"
-        path = "models/cnn.safetensors"   # or cnn.json, or model.onnx
+        path = "models/cnn.safetensors"   # or cnn.json, or model.onnx; relative to the study file
     """
 
     kind = "load"
 
-    def __init__(self, *, path: str) -> None:
+    def __init__(self, *, path: Path) -> None:
         self.path = str(path)
+
+    def check_task(self, task, where: str) -> None:
+        """The file exists, has a known format, and a saved candidate's files pass their schema and hash."""
+        path = self._file()
+        if path.suffix in (".safetensors", ".json"):
+            verify(path.parent, path.stem)
+            return
+        try:
+            exported.OnnxClassifier.from_file(path).session  # parses the graph; nothing runs yet
+        except MissingDependency:
+            raise
+        except Exception as error:  # noqa: BLE001 -- onnxruntime raises its own types for a broken graph
+            raise ModelError(f"{path}: cannot read the ONNX graph ({str(error).splitlines()[0][:120]}); export the model again") from None
+
+    def _file(self) -> Path:
+        path = Path(self.path)
+        if not path.is_file():
+            raise ModelError(f"{path}: model file not found; give a NAME.safetensors (with its NAME.json) or a .onnx file (relative to the study file)")
+        if path.suffix not in (".onnx", ".safetensors", ".json"):
+            raise ModelError(f"{path}: unknown model format '{path.suffix}'; give a .safetensors (with its .json) or a .onnx file")
+        return path
 
     def make(self, name: str, context: RecipeContext) -> Candidate:
         task = context.task
-        path = Path(self.path)
-        if not path.is_file():
-            raise ModelError(f"{path}: model file not found; give a NAME.safetensors (with its NAME.json) or a .onnx file")
+        path = self._file()
         if path.suffix == ".onnx":
             arch = {"name": "onnx", "input_shape": list(task.input_shape), "num_classes": task.num_classes}
             provenance = Provenance(recipe=self.kind, arch=arch, config=self.params(), seed=context.seed, data_hash=task.digest(),
