@@ -258,6 +258,22 @@ def test_a_read_only_out_is_one_line(tmp_path, capsys):
     one_line_error(err, "read-only")
 
 
+def test_a_read_only_out_is_one_line_for_writing_and_still_readable(runs, capsys, monkeypatch):
+    """Simulated (the tests may run as root, who writes anywhere): the folder says it is not writable."""
+    root, first, second = runs
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **k: False if Path(path) == root and mode & os.W_OK else real(path, mode, **k))
+    study = root.parent / "study.toml"
+    study.write_text(STUDY.format(seed=2))
+    code, _, err = cli(capsys, "run", str(study), "--out", str(root), "--quiet")
+    assert code == 2
+    one_line_error(err, "read-only", "--out")
+    (root / "index.db").unlink()  # a missing index is rebuilt in memory, nothing written
+    code, out, _ = cli(capsys, "runs", "--out", str(root))
+    assert code == 0 and first in out and second in out
+    assert not (root / "index.db").exists()
+
+
 # --- one process per run --------------------------------------------------------------------------
 
 def test_runs_started_in_the_same_second_get_different_ids(tmp_path, monkeypatch):

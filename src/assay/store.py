@@ -514,10 +514,8 @@ class Store:
             decision = Decision.from_dict(data)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise StoreError(f"{path}: not a decision ({_reason(error)}); {_REDO}") from None
-        names = {p.stem for p in (self.run_dir(run_id) / "candidates").glob("*.json")}
-        strangers = sorted({decision.chosen, *decision.passed} - names - {None})
-        if strangers:
-            raise StoreError(f"{path}: names candidate '{strangers[0]}', which this run does not have (copied from another run); {_REDO}")
+        if decision.chosen is not None and not (self.run_dir(run_id) / "candidates" / f"{decision.chosen}.json").is_file():
+            raise StoreError(f"{path}: chooses candidate '{decision.chosen}', which this run does not have (copied from another run); {_REDO}")
         return decision
 
 
