@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from assay.checks.slices import holm, metadata_slices, wilson_interval
+from assay.checks.slices import holm, metadata_slices, proportion_interval
 
 
-def test_wilson_interval_known_values():
-    # Wilson (1927) interval for 8/10 at 95%: [0.490, 0.943] (Newcombe 1998, table I)
-    low, high = wilson_interval(8, 10)
-    assert (round(low, 3), round(high, 3)) == (0.49, 0.943)
-    assert wilson_interval(0, 20)[0] == 0.0
+def test_slice_interval_known_values():
+    # Clopper-Pearson interval for 8/10 at 95%: [0.444, 0.975]
+    low, high = proportion_interval(8, 10)
+    assert (round(low, 3), round(high, 3)) == (0.444, 0.975)
+    assert proportion_interval(0, 20)[0] == 0.0
 
 
 def test_holm_matches_the_textbook_procedure():

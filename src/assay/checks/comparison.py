@@ -3,8 +3,9 @@
 A derived candidate (quantized, pruned, distilled…) is compared with its
 parent, any other with the study's reference (its first candidate), on the
 same test examples. Differences get paired bootstrap intervals (resampling
-examples, both models together; bias-corrected percentiles), and accuracy
-also gets McNemar's exact test (McNemar 1947; the exact binomial form of
+examples, both models together; bias-corrected percentiles); accuracy and
+each class's recall and group's accuracy, paired proportions, get Newcombe's
+score interval instead. Accuracy also gets McNemar's exact test (McNemar 1947; the exact binomial form of
 Edwards 1948), so the report says "worse" only when the difference is
 significant. The rise in ECE, a difference of two biased statistics, gets
 the bound of ``calibration.ece_interval`` for each model (Bonferroni: half
@@ -20,7 +21,7 @@ from .base import Check, CheckContext, Evidence, register_check
 from .calibration import brier_loss, ece_batched, ece_deviation_draws, nll_loss
 from .fairness import disparities, group_rates
 from .performance import macro_f1
-from .stats import bootstrap, bootstrap_interval, confusion_matrices
+from .stats import bootstrap, bootstrap_interval, confusion_matrices, paired_difference_interval
 
 ECE_BINS = 15  # the calibration check's default, so the paired rise matches its ECE
 
@@ -132,7 +133,14 @@ class Comparison(Check):
         bound = sum(float(np.quantile(ece_deviation_draws(conf, corr, ECE_BINS, n_boot=context.n_boot, seed=context.seed), 1 - self.alpha / 2))
                     for conf, corr, _, _ in calibration)
         low[j], high[j] = max(full[j] - bound, -1.0), min(full[j] + bound, 1.0)
-        only_base, only_ours, p = mcnemar_exact(b == y, a == y)
+        # Accuracy, each class's recall and each group's accuracy are paired proportions: Newcombe's score interval,
+        # which unlike the bootstrap does not shrink to [0, 0] when the two models happen to agree on every example here.
+        right_base, right_ours = b == y, a == y
+        members = [np.ones(len(y), bool), *(y == c for c in range(k)), *((codes == g) for g in range(n_groups))]
+        for col, member in zip((0, *range(3, 3 + k + n_groups)), members):
+            if member.any():
+                full[col], low[col], high[col] = paired_difference_interval(right_base[member], right_ours[member], level=1 - self.alpha)
+        only_base, only_ours, p = mcnemar_exact(right_base, right_ours)
         forgotten = np.flatnonzero((b == y) & (a != y))
         per_class = self._harm(context.task.class_names, full[3 : 3 + k], low[3 : 3 + k], high[3 : 3 + k], full[0])
         per_group = self._harm(list(group_names), full[3 + k :], low[3 + k :], high[3 + k :], full[0])

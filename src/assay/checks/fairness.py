@@ -10,7 +10,7 @@ so multi-class tasks work too. A task without a group attribute is skipped
 with the reason recorded.
 
 Each group's rate is a proportion (of the group, its positives or its
-negatives) and gets a Wilson score interval, so a false-positive rate of 4
+negatives) and gets a Clopper-Pearson exact interval, so a false-positive rate of 4
 out of 4 negatives reads 1.0 [0.51, 1.0], not [1.0, 1.0]; worst-group
 accuracy is that group's own interval. The disparities, differences and
 ratios of rates, get the bias-corrected bootstrap.
@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 
 from .base import Check, CheckContext, Evidence, register_check
-from .stats import bootstrap, bootstrap_interval, wilson_interval
+from .stats import bootstrap, bootstrap_interval, proportion_interval
 
 RATES = ("accuracy", "tpr", "fpr", "selection_rate")
 
@@ -115,7 +115,7 @@ class Fairness(Check):
         replicates = bootstrap(lambda idx: disparities(group_rates(y, yhat, g, G, positive, idx))[:, 1:], len(y), n_boot=context.n_boot, seed=context.seed)
         low, high = bootstrap_interval(replicates, values[1:])
         successes, totals = group_counts(y, yhat, g, G, positive)
-        r_low, r_high = wilson_interval(successes, totals)  # (G, 4) each
+        r_low, r_high = proportion_interval(successes, totals)  # (G, 4) each
         per_group = [
             {"group": str(names[i]), "n": int(np.sum(g == i)),
              **{r: _num(rates[i, j]) for j, r in enumerate(RATES)},
@@ -127,9 +127,9 @@ class Fairness(Check):
         worst = int(np.nanargmin(rates[:, 0]))
         details = {"attribute": attribute, "positive_class": task.class_names[positive], "per_group": per_group,
                    "dropped_groups": int((~kept).sum()), "worst_group": str(names[worst]),
-                   "interval": "per-group rates and worst-group accuracy: Wilson score; disparities: bias-corrected bootstrap"}
+                   "interval": "per-group rates and worst-group accuracy: Clopper-Pearson exact; disparities: bias-corrected bootstrap"}
         return [
-            # The worst group's own accuracy interval (Wilson): a bootstrap of the minimum over groups is biased low.
+            # The worst group's own accuracy interval (Clopper-Pearson): a bootstrap of the minimum over groups is biased low.
             self.evidence(candidate, "worst_group_accuracy", values[0], (r_low[worst, 0], r_high[worst, 0]), view=f"group:{attribute}",
                           details=details, figures=("group_rates",)),
             *(self.evidence(candidate, m, values[i], (low[i - 1], high[i - 1]), view=f"group:{attribute}", details={"attribute": attribute})

@@ -3,7 +3,7 @@
 Every metric is a pure function of a confusion matrix, written to work on a
 stack of them ``(..., K, K)`` so one vectorised pass gives the point value
 and all bootstrap replicates. Single proportions (accuracy, each class's
-recall, and so the worst class's) get Wilson score intervals; macro-F1 and
+recall, and so the worst class's) get Clopper-Pearson exact intervals; macro-F1 and
 balanced accuracy, which are not, get the bias-corrected bootstrap.
 """
 
@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 
 from .base import Check, CheckContext, Evidence, register_check
-from .stats import bootstrap, bootstrap_interval, confusion_matrices, wilson_interval
+from .stats import bootstrap, bootstrap_interval, confusion_matrices, proportion_interval
 
 
 def accuracy(cm: np.ndarray) -> np.ndarray:
@@ -69,7 +69,7 @@ class Performance(Check):
         support = cm.sum(axis=1)
         low, high = bootstrap_interval(bootstrap(stats, n, n_boot=context.n_boot, seed=context.seed), [macro_f1(cm), np.nanmean(recall)])
         # Recall of a class is a proportion of its support: a score interval, so 27 of 27 is [0.875, 1], not [1, 1].
-        r_low, r_high = wilson_interval(np.diagonal(cm), support)
+        r_low, r_high = proportion_interval(np.diagonal(cm), support)
         names = context.task.class_names
         per_class = [
             {"class": names[c], "recall": _num(recall[c]), "low": _num(r_low[c]) if support[c] else None,
@@ -79,15 +79,15 @@ class Performance(Check):
         worst = int(np.nanargmin(recall))
         correct = int(np.trace(cm))
         return [
-            self.evidence(candidate, "accuracy", accuracy(cm), wilson_interval(correct, n),
-                          details={"class_names": list(names), "confusion_matrix": cm.tolist(), "n": n, "interval": "Wilson score"},
+            self.evidence(candidate, "accuracy", accuracy(cm), proportion_interval(correct, n),
+                          details={"class_names": list(names), "confusion_matrix": cm.tolist(), "n": n, "interval": "Clopper-Pearson exact"},
                           figures=("confusion_matrix",)),
             self.evidence(candidate, "macro_f1", macro_f1(cm), (low[0], high[0])),
             self.evidence(candidate, "balanced_accuracy", np.nanmean(recall), (low[1], high[1])),
-            # The interval is the worst class's own recall interval (Wilson): which class is worst is read
+            # The interval is the worst class's own recall interval (Clopper-Pearson): which class is worst is read
             # from the data, and a bootstrap of the minimum over classes is biased low (seen: 0.923 [0.777, 0.922]).
             self.evidence(candidate, "worst_class_recall", recall[worst], (r_low[worst], r_high[worst]),
-                          details={"worst_class": names[worst], "per_class": per_class, "interval": "Wilson score, of the worst class's recall"},
+                          details={"worst_class": names[worst], "per_class": per_class, "interval": "Clopper-Pearson exact, of the worst class's recall"},
                           figures=("per_class_recall",)),
         ]
 

@@ -2,8 +2,8 @@
 
 Slices come from metadata columns (each category; numeric columns in
 quartiles) and from clustering the test embeddings (k-means), so every
-modality gets them. Each slice gets its size, error rate and a Wilson 95%
-interval (Wilson 1927), and a one-sided exact binomial test of "error here
+modality gets them. Each slice gets its size, error rate and a Clopper-Pearson exact 95%
+interval (Clopper & Pearson 1934), and a one-sided exact binomial test of "error here
 is higher than the error elsewhere", Holm-corrected for the number of slices
 tried (Holm 1979), so a slice is flagged only when it would survive that many
 looks. The worst slices are reported with example members.
@@ -15,7 +15,7 @@ import numpy as np
 from scipy.stats import binomtest
 
 from .base import Check, CheckContext, Evidence, register_check
-from .stats import wilson_interval
+from .stats import proportion_interval
 
 
 def holm(pvalues: np.ndarray) -> np.ndarray:
@@ -82,7 +82,7 @@ class Slices(Check):
             size, errors = int(mask.sum()), int(wrong[mask].sum())
             rest = max(int(wrong[~mask].sum()), 0) / max(n - size, 1)
             pvalue = binomtest(errors, size, min(max(rest, 1e-12), 1 - 1e-12), alternative="greater").pvalue
-            rows.append({"slice": name, "n": size, "error": errors / size, "interval": wilson_interval(errors, size),
+            rows.append({"slice": name, "n": size, "error": errors / size, "interval": proportion_interval(errors, size),
                          "error_elsewhere": rest, "p": float(pvalue), "members": np.flatnonzero(mask & wrong)[:5].tolist()})
         adjusted = holm(np.array([r["p"] for r in rows]))
         for r, q in zip(rows, adjusted):

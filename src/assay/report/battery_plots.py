@@ -100,8 +100,8 @@ def ood_scores(records: list[Evidence], style: PlotStyle | None = None) -> Figur
 @register_figure(
     "group_rates",
     "Per-group rates",
-    "Accuracy, true-positive rate, false-positive rate and selection rate for each group, with Wilson 95% score "
-    "intervals (a rate from few positives or negatives has a wide one). Demographic parity compares selection rates; equalized odds compares TPR and FPR.",
+    "Accuracy, true-positive rate, false-positive rate and selection rate for each group, with Clopper-Pearson "
+    "exact 95% intervals (a rate from few positives or negatives has a wide one). Demographic parity compares selection rates; equalized odds compares TPR and FPR.",
 )
 def group_rates(records: list[Evidence], style: PlotStyle | None = None) -> Figure:
     from matplotlib.figure import Figure
@@ -130,7 +130,7 @@ def group_rates(records: list[Evidence], style: PlotStyle | None = None) -> Figu
 @register_figure(
     "slices",
     "Worst slices",
-    "Error rate of the slices with the most errors (metadata values and embedding clusters), with Wilson 95% "
+    "Error rate of the slices with the most errors (metadata values and embedding clusters), with Clopper-Pearson exact 95% "
     "intervals; filled markers survive Holm's correction for the number of slices tried. The line is the overall error.",
 )
 def slices(records: list[Evidence], style: PlotStyle | None = None) -> Figure:

@@ -5,7 +5,7 @@ recipe was repeated with ``draws = n``, which labelled subset: ``label_draw``)
 in their provenance config. Candidates on all labels sit at the task's full
 per-class count.
 
-With one draw a point's interval is its accuracy's Wilson score interval. With
+With one draw a point's interval is its accuracy's Clopper-Pearson exact interval. With
 several it is the 95% t-interval of the mean over draws: with few labels,
 which examples were labelled moves accuracy far more than test-set sampling
 does. Every recipe gets the same labelled examples in draw d, so recipes are

@@ -16,7 +16,7 @@ TITLES["label_efficiency"] = (
     "Label efficiency",
     "Test accuracy against the labelled examples per class each candidate was trained with, one line per recipe. "
     "A point repeated over several labelled draws is their mean with the 95% t-interval over draws (small dots: each draw); "
-    "a single draw shows its Wilson 95% score interval. 'all' is the full training split.",
+    "a single draw shows its Clopper-Pearson exact 95% interval. 'all' is the full training split.",
 )
 
 

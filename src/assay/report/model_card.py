@@ -48,7 +48,7 @@ def _md(text: object) -> str:
 def _header(data: ReportData) -> str:
     title = f"Model card: {_md(data.chosen)}" if data.chosen else "Model card: no model chosen"
     return (f"# {title}\n\n*Study {_md(data.study_name)}, run `{data.run_id}`, {fmt_time(data.created)}. "
-            "Written by assay from the run's stored records; intervals are 95%: Wilson score intervals for proportions (accuracy, recall, group rates), bootstrap for the rest.*")
+            "Written by assay from the run's stored records; intervals are 95%: Clopper-Pearson exact intervals for proportions (accuracy, recall, group rates), bootstrap for the rest.*")
 
 
 def _details(data: ReportData, chosen: str) -> str:

@@ -185,7 +185,7 @@ def reliability_diagram(records: list[Evidence], style: PlotStyle | None = None)
 @register_figure(
     "per_class_recall",
     "Recall per class",
-    "Each class's recall with its Wilson 95% score interval; the lowest is the "
+    "Each class's recall with its Clopper-Pearson exact 95% interval; the lowest is the "
     "worst_class_recall metric. Few examples per class make these intervals wide.",
 )
 def per_class_recall(records: list[Evidence], style: PlotStyle | None = None) -> Figure:
