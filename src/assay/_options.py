@@ -146,8 +146,8 @@ def check_options(
         hints = {}
     for key, value in options.items():
         default = params[key].default
-        example = "" if default is inspect.Parameter.empty or default is None else f"; e.g. {key} = {toml_text(default)}"
         hint = hints.get(key, Any)
+        example = _example(key, value, default, hint)
         if not conforms(value, hint):
             kind = describe(hint)
             if _non_finite(value) and conforms(0.0, hint):
@@ -156,6 +156,23 @@ def check_options(
         limit = (limits or {}).get(key) or LIMITS.get(key)
         if limit is not None:
             check_limit(key, value, limit, where, example)
+
+
+# Examples for options whose default says nothing (None, an empty list).
+EXAMPLES = {
+    "size": "[32, 32]", "groups": '["<column>"]', "meta": '["<column>"]', "features": '["<column>", ...]', "grayscale": "true",
+    "class_names": '["cat", "dog"]', "arch_options": "{ hidden = [256, 128] }", "label": '"<column>"', "split_column": '"<column>"',
+}
+
+
+def _example(key: str, value: Any, default: Any, hint: Any) -> str:
+    if not isinstance(value, (list, tuple)) and conforms([value], hint) and value is not None:
+        return f"; write {key} = [{toml_text(value)}]"  # a list was meant
+    if key in EXAMPLES:
+        return f"; e.g. {key} = {EXAMPLES[key]}"
+    if default is inspect.Parameter.empty or default is None or default == () or default == []:
+        return ""
+    return f"; e.g. {key} = {toml_text(default)}"
 
 
 def check_limit(key: str, value: Any, limit: Limit, where: str, example: str = "") -> None:

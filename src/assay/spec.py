@@ -92,7 +92,10 @@ def load_study(path: Path | str) -> StudySpec:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: study file not found; check the path (examples/digits.toml is a template)")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise SpecError(f"{path}: not a text file (byte {error.start} is not UTF-8); give a TOML study file") from None
     return parse_study(text, path=path)
 
 
@@ -236,7 +239,9 @@ def _checks(table: object, where: str) -> tuple[dict[str, dict[str, Any]], int]:
     for key, value in table.items():
         if key in _CHECKS_KEYS:
             continue
-        if key not in registry or not isinstance(value, dict):
+        if key in registry and not isinstance(value, dict):
+            raise SpecError(f"{where} [checks]: '{key}' must be a table of the check's options, e.g. [checks.{key}] on its own line")
+        if key not in registry:
             raise SpecError(f"{where} [checks]: unknown key '{key}'{did_you_mean(key, [*_CHECKS_KEYS, *registry])}; use run, n_boot or a [checks.<name>] table")
         if key not in names:
             raise SpecError(f"{where} [checks.{key}]: options for a check not in 'run'; add '{key}' to run")

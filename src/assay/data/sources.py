@@ -8,6 +8,7 @@ splits unless the data brings its own.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,10 @@ def _read_table(path: Path):
     import pandas as pd
 
     suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv", ".txt"):
+        with open(path, "rb") as f:
+            if b"\x00" in f.read(4096):
+                raise DataError(f"{path}: not a text table (it holds binary bytes); give a CSV or TSV file, or a .parquet one")
     try:
         if suffix in (".parquet", ".pq"):
             require("pyarrow", "parquet")
@@ -344,8 +349,12 @@ def load_npz(
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as error:
         raise DataError(f"{path}: cannot read arrays ({str(error).splitlines()[0]}); save them with numpy.savez, without object arrays") from None
+    for key, array in arrays.items():
+        if key.startswith("x") and array.dtype.kind == "f" and not np.isfinite(array).all():
+            rows = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
+            raise DataError(f"{path}: {key} holds NaN or infinite values in {len(rows)} row(s) (first: row {int(rows[0])}); replace or drop those rows")
     if {"x_train", "y_train", "x_test", "y_test"} <= set(arrays):
         x_all = {s: arrays.get(f"x_{s}") for s in SPLITS}
         y_all = {s: arrays.get(f"y_{s}") for s in SPLITS}

@@ -80,6 +80,11 @@ def arch_options(name: str) -> list[str]:
     return [p for p, v in inspect.signature(ARCHITECTURES[name]).parameters.items() if v.kind is v.KEYWORD_ONLY]
 
 
+def unknown_arch(name: object) -> str:
+    """``unknown architecture 'x' (did you mean 'y'?); available: ...``."""
+    return f"unknown architecture {name!r}{did_you_mean(str(name), ARCHITECTURES)}; available: {', '.join(ARCHITECTURES)}"
+
+
 def check_arch(name: str, options: Mapping[str, Any], where: str = "arch") -> None:
     """Validate an architecture name and its options (names, types, ranges) without building anything.
 
@@ -89,7 +94,7 @@ def check_arch(name: str, options: Mapping[str, Any], where: str = "arch") -> No
     from .._options import check_options
 
     if not isinstance(name, str) or name not in ARCHITECTURES:
-        raise SpecError(f"{where}: unknown architecture {name!r}{did_you_mean(str(name), ARCHITECTURES)}; available: {', '.join(ARCHITECTURES)}")
+        raise SpecError(f"{where}: {unknown_arch(name)}")
     fn = ARCHITECTURES[name]
     check_options(fn, options, f"{where} ('{name}')", skip=("input_shape", "num_classes"), what="option")
 

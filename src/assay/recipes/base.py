@@ -126,7 +126,11 @@ def check_trainable(arch: str, arch_options: Mapping[str, Any], task: Task, batc
     from .train import arch_options_for
 
     options = arch_options_for(task, arch, dict(arch_options), where)
-    need = zoo.training_bytes(arch, input_shape=task.input_shape, num_classes=task.num_classes, batch_size=min(batch_size, len(task.train)), where=where, **options)
+    try:
+        need = zoo.training_bytes(arch, input_shape=task.input_shape, num_classes=task.num_classes, batch_size=min(batch_size, len(task.train)), where=where, **options)
+    except SpecError as error:  # the architecture cannot read these inputs: say which recipe asked
+        text = str(error)
+        raise SpecError(text if text.startswith(where) else f"{where}: {text}") from None
     if need > budget_bytes():
         raise SpecError(f"{where}: training arch '{arch}' on inputs of shape {tuple(task.input_shape)} needs about {size_text(need)} "
                         f"(this machine has {size_text(available_bytes())} available); make the model or the inputs smaller, or lower batch_size")

@@ -69,6 +69,8 @@ class Distill(Recipe):
         weight_decay: float = 0.05,
         patience: int = 10,
     ) -> None:
+        if arch not in zoo.ARCHITECTURES:
+            raise ValueError(zoo.unknown_arch(arch))
         zoo.check_arch(arch, dict(arch_options or {}), "arch_options")
         if temperature <= 0 or not 0 <= alpha <= 1:
             raise ValueError(f"'temperature' must be positive and 'alpha' in [0, 1], got {temperature} and {alpha}")

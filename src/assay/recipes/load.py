@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import MissingDependency, ModelError
+from ..errors import AssayError, MissingDependency, ModelError
 from ..models import exported
 from ..models.candidate import Candidate, Provenance, verify
 from ..models.inputs import as_input
@@ -39,12 +39,18 @@ class Load(Recipe):
         """The file exists, has a known format, and a saved candidate's files pass their schema and hash."""
         path = self._file()
         if path.suffix in (".safetensors", ".json"):
-            verify(path.parent, path.stem)
+            _, prov, _ = verify(path.parent, path.stem)
+            shape, classes = tuple(prov.arch["input_shape"]), prov.arch["num_classes"]
+            if shape != tuple(task.input_shape) or classes != task.num_classes:
+                raise ModelError(f"{path}: the model reads inputs {shape} into {classes} classes, the task has inputs {tuple(task.input_shape)} "
+                                 f"and {task.num_classes} classes; load it with the task it was made for")
             return
         try:
             exported.OnnxClassifier.from_file(path).session  # parses the graph; nothing runs yet
         except MissingDependency:
             raise
+        except AssayError as error:
+            raise ModelError(f"{path}: {error}") from None
         except Exception as error:  # noqa: BLE001 -- onnxruntime raises its own types for a broken graph
             raise ModelError(f"{path}: cannot read the ONNX graph ({str(error).splitlines()[0][:120]}); export the model again") from None
 

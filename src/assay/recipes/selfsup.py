@@ -131,6 +131,8 @@ class SelfSup(Recipe):
     ) -> None:
         if then not in ("linear-probe", "finetune"):
             raise ValueError(f"'then' must be linear-probe or finetune, got {then!r}")
+        if arch not in zoo.ARCHITECTURES:
+            raise ValueError(zoo.unknown_arch(arch))
         zoo.check_arch(arch, dict(arch_options or {}), "arch_options")
         self.arch, self.arch_options = arch, dict(arch_options or {})
         self.pretrain_epochs, self.batch_size, self.lr, self.temperature = pretrain_epochs, batch_size, lr, temperature

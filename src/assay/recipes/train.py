@@ -285,6 +285,8 @@ class Train(Recipe):
         patience: int = 10,
         label_smoothing: float = 0.0,
     ) -> None:
+        if arch not in zoo.ARCHITECTURES:
+            raise ValueError(zoo.unknown_arch(arch))
         zoo.check_arch(arch, dict(arch_options or {}), "arch_options")
         self.arch = arch
         self.arch_options = dict(arch_options or {})
