@@ -209,6 +209,16 @@ def test_a_lost_or_damaged_index_is_rebuilt_with_the_same_rows(runs, damage):
     assert index_rows(root) == before
 
 
+def test_run_folders_removed_or_added_by_hand_are_followed(runs):
+    root, first, second = runs
+    shutil.move(root / second, root.parent / second)
+    assert [r["id"] for r in Store(root).list_runs()] == [first]
+    assert {row[0] for row in index_rows(root)["runs"]} == {first}
+    shutil.move(root.parent / second, root / second)
+    assert {r["id"] for r in Store(root).list_runs()} == {first, second}
+    assert {row[0] for row in index_rows(root)["candidates"]} == {first, second}
+
+
 class _nothing:
     def __enter__(self):
         return self

@@ -175,27 +175,39 @@ class Store:
         return len(self.list_runs())
 
     def _fill(self, con: sqlite3.Connection) -> None:
-        """Index every run folder under the root; what cannot be read is left out, with a warning."""
-        for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and (p / "run.json").exists()):
-            run_id = folder.name
+        """Index every run folder under the root."""
+        for run_id in sorted(self._folders()):
+            self._index_run(con, run_id)
+
+    def _folders(self) -> set[str]:
+        """The run folders under the root: those holding a run record or a study file."""
+        return {p.name for p in self.root.iterdir() if p.is_dir() and ((p / "run.json").exists() or (p / "study.toml").exists())}
+
+    def _index_run(self, con: sqlite3.Connection, run_id: str) -> None:
+        """(Re)index one run folder; what cannot be read is left out, with a warning."""
+        folder = self.run_dir(run_id)
+        for table in _COLUMNS:
+            con.execute(f"DELETE FROM {table} WHERE {'id' if table == 'runs' else 'run_id'} = ?", (run_id,))
+        if not folder.is_dir():  # removed by hand: forgotten
+            return
+        try:
+            meta = self._read_meta(run_id)
+        except AssayError as error:
+            warnings.warn(f"{error} (run left out of the index)", UserWarning, stacklevel=3)
+            return
+        con.execute(f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * 10)})", tuple(meta.get(c) for c in _COLUMNS["runs"]))
+        for path in sorted((folder / "candidates").glob("*.json")):
             try:
-                meta = self._read_meta(run_id)
+                d = self._read_description(path)
             except AssayError as error:
-                warnings.warn(f"{error} (run left out of the rebuilt index)", UserWarning, stacklevel=2)
+                warnings.warn(f"{error} (candidate left out of the index)", UserWarning, stacklevel=3)
                 continue
-            con.execute(f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * 10)})", tuple(meta.get(c) for c in _COLUMNS["runs"]))
-            for path in sorted((folder / "candidates").glob("*.json")):
-                try:
-                    d = self._read_description(path)
-                except AssayError as error:
-                    warnings.warn(f"{error} (candidate left out of the rebuilt index)", UserWarning, stacklevel=2)
-                    continue
-                con.execute("INSERT OR REPLACE INTO candidates VALUES (?, ?, ?, ?, ?, ?)",
-                            (run_id, d["name"], d["id"], d.get("recipe"), d.get("parent"), d.get("parameters")))
-            try:
-                _insert_evidence(con, run_id, self.load_evidence(run_id))
-            except AssayError as error:
-                warnings.warn(f"{error} (evidence left out of the rebuilt index)", UserWarning, stacklevel=2)
+            con.execute("INSERT OR REPLACE INTO candidates VALUES (?, ?, ?, ?, ?, ?)",
+                        (run_id, d["name"], d["id"], d.get("recipe"), d.get("parent"), d.get("parameters")))
+        try:
+            _insert_evidence(con, run_id, self.load_evidence(run_id))
+        except AssayError as error:
+            warnings.warn(f"{error} (evidence left out of the index)", UserWarning, stacklevel=3)
 
     # --- one process per run -----------------------------------------------
     @contextmanager
@@ -415,8 +427,15 @@ class Store:
         if not self._readable():
             return []
         with self._index() as con:
+            indexed = {r[0] for r in con.execute("SELECT id FROM runs")}
+        folders = self._folders()
+        if indexed != folders and os.access(self.root, os.W_OK):  # folders removed or added by hand
+            with self._index(write=True) as con:
+                for run_id in indexed ^ folders:
+                    self._index_run(con, run_id)
+        with self._index() as con:
             con.row_factory = sqlite3.Row
-            rows = [dict(r) for r in con.execute("SELECT * FROM runs ORDER BY created DESC, id DESC")]
+            rows = [dict(r) for r in con.execute("SELECT * FROM runs ORDER BY created DESC, id DESC") if r["id"] in folders]
         for row in rows:
             row["status"] = self._status(row["id"], row["status"])
         return rows
