@@ -72,3 +72,76 @@ def test_a_user_named_ood_set(tmp_path, mlp, digits):
     np.savez(tmp_path / "table.npz", x=rng.random((60, 5)), y=np.arange(60) % 2)
     with pytest.raises(DataError, match="same kind and shape"):
         load_task({"builtin": "digits", "ood": {"path": "table.npz"}}, base_dir=Path(tmp_path), seed=0)
+
+
+class _Stub:
+    """Just enough of a CheckContext: per (candidate, view), which test examples are classified right."""
+
+    def __init__(self, right: dict, n: int, reference: str = "ref") -> None:
+        from types import SimpleNamespace
+
+        self.right, self.n = right, n
+        self.task = SimpleNamespace(modality="tabular")
+        self.candidates = {reference: SimpleNamespace(name=reference)}
+        self.reference = self.candidates[reference]
+        self.n_boot, self.seed, self.split = 500, 0, "test"
+
+    def predict(self, candidate, split=None, view="clean", embeddings=False):
+        from types import SimpleNamespace
+
+        right = self.right[candidate.name][view.split("@")[0]]
+        labels = np.zeros(self.n, dtype=np.int64)
+        return SimpleNamespace(labels=labels, predicted=np.where(right, 0, 1))
+
+
+def _wrong(n: int, count: int, offset: int = 0) -> np.ndarray:
+    right = np.ones(n, bool)
+    right[offset : offset + count] = False
+    return right
+
+
+def _robustness(ref_extra_errors: dict, candidate_extra_errors: int = 40, n: int = 300):
+    """A reference and a candidate; each corruption adds errors at every severity beyond 15 clean ones."""
+    from types import SimpleNamespace
+
+    kinds = ("feature_noise", "missing_values", "mean_shift")
+    right = {
+        "ref": {"clean": _wrong(n, 15), **{f"corrupt:{k}": _wrong(n, 15 + ref_extra_errors[k]) for k in kinds}},
+        "cand": {"clean": _wrong(n, 15), **{f"corrupt:{k}": _wrong(n, 15 + candidate_extra_errors) for k in kinds}},
+    }
+    ctx = _Stub(right, n)
+    return {e.metric: e for e in Robustness().run(SimpleNamespace(name="cand"), ctx)}
+
+
+def test_relative_mce_when_the_reference_degrades_under_every_corruption():
+    out = _robustness({"feature_noise": 30, "missing_values": 20, "mean_shift": 60})
+    rel = out["relative_mce"]
+    assert rel.value == pytest.approx(np.mean([40 / 30, 40 / 20, 40 / 60]))
+    assert rel.low <= rel.value <= rel.high and rel.details["corruptions"] == ["feature_noise", "missing_values", "mean_shift"]
+    assert "skipped" not in out
+
+
+def test_a_corruption_the_reference_barely_degrades_under_is_left_out_of_relative_mce():
+    """One example's worth of degradation is not a denominator: seen as a ratio of -1.8e10 on a table."""
+    out = _robustness({"feature_noise": 30, "missing_values": 1, "mean_shift": 60})
+    rel = out["relative_mce"]
+    assert rel.details["corruptions"] == ["feature_noise", "mean_shift"] and rel.details["left_out"] == ["missing_values"]
+    assert rel.value == pytest.approx(np.mean([40 / 30, 40 / 60]))
+    assert rel.low <= rel.value <= rel.high < 10
+    assert "missing values" in rel.details["left_out_reason"]
+
+
+def test_relative_mce_is_not_applicable_when_the_reference_does_not_degrade():
+    out = _robustness({"feature_noise": 0, "missing_values": 1, "mean_shift": 0})
+    assert "relative_mce" not in out
+    skipped = out["skipped"]
+    assert "relative_mce not applicable" in skipped.details["reason"] and "relative_mce" in skipped.details["metrics"]
+    assert skipped.view == "corrupt:*"
+    # mCE is still a number: the reference's corrupted error (15 clean mistakes stay) is well above zero.
+    assert out["mce"].value == pytest.approx(np.mean([55 / 15, 55 / 16, 55 / 15])) and out["mce"].low <= out["mce"].value <= out["mce"].high
+
+
+def test_worst_corruption_accuracy_interval_is_that_corruptions_own():
+    out = _robustness({"feature_noise": 30, "missing_values": 20, "mean_shift": 60}, candidate_extra_errors=40)
+    worst = out["worst_corruption_accuracy"]
+    assert worst.value == pytest.approx(1 - 55 / 300) and worst.low <= worst.value <= worst.high
