@@ -33,6 +33,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import sqlite3
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -254,6 +255,8 @@ class Store:
                     self._create(run_id, meta() if callable(meta) else meta, study_text)
             except BaseException:
                 handle.release()
+                if not handle.resumed:  # the folder is ours and holds nothing yet
+                    shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
                 raise
         return handle
 
