@@ -70,3 +70,52 @@ def test_temperature_scaling_fits_validation_nll(cnn, context):
     assert fit_temperature(val.logits * 4, val.labels) == pytest.approx(4 * t, rel=0.02)
     evidence = {e.metric: e for e in Calibration().run(cnn, context)}
     assert evidence["nll_loss_temperature_scaled"].details["temperature"] == pytest.approx(t)
+
+
+def test_ece_interval_holds_its_point_and_reaches_zero_for_a_calibrated_model():
+    from assay.checks.calibration import ece_interval
+
+    rng = np.random.default_rng(0)
+    confidence = 1 - 0.3 * rng.beta(0.4, 3.0, 269)
+    correct = (rng.random(269) < confidence).astype(float)  # calibrated by construction: true ECE 0
+    ece = expected_calibration_error(np.column_stack([confidence, 1 - confidence]), 1 - correct.astype(int), 15)
+    low, high = ece_interval(confidence, correct, 15, n_boot=500, seed=0)
+    assert low == 0.0 and low <= ece <= high < 0.1
+
+
+def test_ece_record_holds_its_point_and_still_equals_torchmetrics(cnn, context):
+    evidence = {e.metric: e for e in Calibration().run(cnn, context)}
+    p = context.predict(cnn)
+    assert evidence["ece"].value == pytest.approx(_torchmetrics_ece(p.probs.astype(np.float32), p.labels, 10), abs=1e-6)
+    for e in evidence.values():
+        assert e.low <= e.value <= e.high and e.low >= 0
+
+
+def test_temperature_scaling_that_hurts_is_flagged():
+    from assay.checks.calibration import temperature_warnings
+
+    assert temperature_warnings(1.3, "test", ece=(0.02, 0.01), nll=(0.10, 0.08)) == []
+    (nll,) = temperature_warnings(0.05, "test", ece=(0.004, 0.003), nll=(0.0036, 0.0410))
+    assert "makes test NLL worse" in nll and "0.0036" in nll and "0.0410" in nll
+    assert len(temperature_warnings(0.05, "val", ece=(0.004, 0.009), nll=(0.0036, 0.0410))) == 2
+
+
+def test_a_temperature_that_hurts_on_test_is_flagged_in_the_record(mlp, digits, tmp_path):
+    """Validation labels shuffled: the fitted temperature is far too hot, and test NLL gets worse."""
+    from assay.checks.base import CheckContext
+    from assay.checks.predictions import PredictionCache
+
+    class ShuffledValidation(PredictionCache):
+        def get(self, candidate, task, split="test", view="clean", embeddings=False):
+            p = super().get(candidate, task, split=split, view=view, embeddings=embeddings)
+            if split == "val":
+                from dataclasses import replace
+
+                p = replace(p, labels=np.random.default_rng(0).permutation(p.labels))
+            return p
+
+    ctx = CheckContext(task=digits, predictions=ShuffledValidation(tmp_path / "p"), n_boot=100)
+    evidence = {e.metric: e for e in Calibration().run(mlp, ctx)}
+    scaled = evidence["nll_loss_temperature_scaled"]
+    assert scaled.value > evidence["nll_loss"].value
+    assert any("makes test NLL worse" in w for w in scaled.details["warnings"])
