@@ -61,3 +61,36 @@ def test_no_group_attribute_is_skipped_with_a_reason(mlp, digits):
     ctx = CheckContext(task=digits, predictions=PredictionCache(None), n_boot=100)
     (record,) = Fairness().run(mlp, ctx)
     assert record.metric == "skipped" and "no group attribute" in record.details["reason"]
+
+
+def test_group_rates_get_exact_intervals_and_a_rate_from_few_examples_is_wide(mlp, grouped):
+    from scipy.stats import binomtest
+
+    ctx = CheckContext(task=grouped, predictions=PredictionCache(None), n_boot=200)
+    evidence = {e.metric: e for e in Fairness(positive="1", min_group_size=1).run(mlp, ctx)}
+    for row in evidence["worst_group_accuracy"].details["per_group"]:
+        for rate in ("accuracy", "tpr", "fpr", "selection_rate"):
+            if row[rate] is None:
+                continue
+            total = row[f"{rate}_of"]
+            ci = binomtest(round(row[rate] * total), total).proportion_ci(method="exact")
+            assert (row[f"{rate}_low"], row[f"{rate}_high"]) == pytest.approx((ci.low, ci.high), abs=1e-9)
+    for e in evidence.values():
+        assert e.low <= e.value <= e.high
+    worst = evidence["worst_group_accuracy"]
+    row = next(r for r in worst.details["per_group"] if r["group"] == worst.details["worst_group"])
+    assert (worst.low, worst.high) == (row["accuracy_low"], row["accuracy_high"])
+
+
+def test_a_false_positive_rate_of_four_out_of_four_is_not_certain():
+    """Seen in issue 9: an FPR of 1.0 [1.0, 1.0] from 4 negatives."""
+    from assay.checks.fairness import group_counts
+    from assay.checks.stats import proportion_interval
+
+    y = np.array([1] * 16 + [0] * 4 + [1] * 10 + [0] * 10)
+    yhat = np.array([1] * 16 + [1] * 4 + [1] * 10 + [0] * 10)
+    g = np.array([0] * 20 + [1] * 20)
+    successes, totals = group_counts(y, yhat, g, 2, positive=1)
+    assert successes[0, 2] == 4 and totals[0, 2] == 4  # group 0: 4 of 4 negatives predicted positive
+    low, high = proportion_interval(successes, totals)
+    assert high[0, 2] == 1.0 and low[0, 2] == pytest.approx(0.3976, abs=1e-4)

@@ -54,3 +54,33 @@ def test_bootstrap_interval_matches_a_plain_loop(mlp, context):
     rng = np.random.default_rng(3)
     looped = np.concatenate([correct[rng.integers(0, len(correct), size=(b, len(correct)))].mean(1) for b in [7] * 28 + [4]])
     assert np.array_equal(vectorised, looped)
+
+
+def test_proportions_get_exact_intervals_equal_to_scipy(mlp, context):
+    from scipy.stats import binomtest
+
+    evidence = _by_metric(Performance().run(mlp, context))
+    p = context.predict(mlp)
+    correct, n = int((p.predicted == p.labels).sum()), len(p.labels)
+    reference = binomtest(correct, n).proportion_ci(method="exact")
+    assert (evidence["accuracy"].low, evidence["accuracy"].high) == pytest.approx((reference.low, reference.high), abs=1e-12)
+    for row in evidence["worst_class_recall"].details["per_class"]:
+        members = p.labels == context.task.class_names.index(row["class"])
+        ci = binomtest(int((p.predicted[members] == p.labels[members]).sum()), int(members.sum())).proportion_ci(method="exact")
+        assert (row["low"], row["high"]) == pytest.approx((ci.low, ci.high), abs=1e-12)
+    worst = evidence["worst_class_recall"]
+    row = next(r for r in worst.details["per_class"] if r["class"] == worst.details["worst_class"])
+    assert (worst.low, worst.high) == (row["low"], row["high"])
+
+
+def test_a_perfect_model_is_not_certain():
+    """269 of 269 right: accuracy 1.000 [0.986, 1], not [1.000, 1.000] (issue 9)."""
+    from types import SimpleNamespace
+
+    y = np.arange(269) % 10
+    prediction = SimpleNamespace(labels=y, predicted=y.copy())
+    ctx = SimpleNamespace(predict=lambda c, **kw: prediction, task=SimpleNamespace(num_classes=10, class_names=[str(i) for i in range(10)]),
+                          n_boot=200, seed=0)
+    evidence = _by_metric(Performance().run(SimpleNamespace(name="perfect"), ctx))
+    assert evidence["accuracy"].value == 1.0 and evidence["accuracy"].low == pytest.approx(0.98638, abs=1e-5)
+    assert evidence["worst_class_recall"].high == 1.0 and evidence["worst_class_recall"].low < 0.9

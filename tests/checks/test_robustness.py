@@ -145,3 +145,13 @@ def test_worst_corruption_accuracy_interval_is_that_corruptions_own():
     out = _robustness({"feature_noise": 30, "missing_values": 20, "mean_shift": 60}, candidate_extra_errors=40)
     worst = out["worst_corruption_accuracy"]
     assert worst.value == pytest.approx(1 - 55 / 300) and worst.low <= worst.value <= worst.high
+
+
+def test_an_auroc_below_chance_is_flagged():
+    from assay.checks.ood import auroc_warnings
+
+    assert auroc_warnings("energy", "far", 0.86, 0.89, {"noise": 0.9, "inverted": 0.82}) == []
+    (below,) = auroc_warnings("energy", "far", 0.31, 0.36, {"noise": 0.3, "inverted": 0.32})[:1]
+    assert "below chance" in below and "significantly" in below
+    (one_set,) = auroc_warnings("msp", "far", 0.7, 0.75, {"noise": 0.98, "inverted": 0.42})
+    assert "inverted (AUROC 0.420)" in one_set
