@@ -153,7 +153,8 @@ class Study:
         timings["evaluate_s"] = time.perf_counter() - started
         timings["forward_s"] = cache.forward_seconds
 
-        decision = select(evidence, [r.name for r in spec.recipes], spec.policy, failed=failed)
+        draws = {r.name: r.name.rsplit(".draw", 1)[0] for r in spec.recipes if r.draw}
+        decision = select(evidence, [r.name for r in spec.recipes], spec.policy, failed=failed, draws=draws)
         exit_code = 0 if decision.chosen else 1
         store.finish_run(run_id, decision, exit_code)
         started = time.perf_counter()

@@ -6,53 +6,24 @@ frequent class of the training labels for every input. On a loan table where
 "always approve" (0.875) although it passes ``accuracy >= 0.85``; this check
 makes that impossible to miss and gives the ``beats_baseline`` gate.
 
-The gain is paired (both rules judged on the same examples), so its interval
-is Newcombe's score interval for a difference of paired proportions
-(Newcombe 1998, Statistics in Medicine 17:2635, method 10), built from the
-Wilson intervals of the two accuracies; it always contains its point.
+The baseline's accuracy gets the exact (Clopper–Pearson) interval, like every
+single proportion. The gain is paired (both rules judged on the same
+examples), so its interval is Newcombe's score interval for a difference of
+paired proportions (Newcombe 1998, method 10; ``stats.paired_difference_interval``),
+which always contains its point.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .base import Check, CheckContext, Evidence, register_check
-from .stats import wilson_interval
+from .stats import paired_difference_interval, proportion_interval
 
 
 def majority_class(labels: np.ndarray, num_classes: int) -> int:
     """The most frequent class (the lowest index on a tie)."""
     return int(np.argmax(np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)))
-
-
-def paired_difference_interval(first: np.ndarray, second: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """Difference of two paired proportions ``mean(first) - mean(second)`` with Newcombe's interval.
-
-    Args:
-        first, second: ``(N,)`` booleans on the same examples (e.g. correct or not).
-
-    Returns:
-        ``(difference, low, high)``.
-    """
-    first, second = np.asarray(first, bool), np.asarray(second, bool)
-    n = len(first)
-    if n == 0:
-        return math.nan, -1.0, 1.0
-    a = int(np.sum(first & second))
-    b = int(np.sum(first & ~second))
-    c = int(np.sum(~first & second))
-    d = n - a - b - c
-    p1, p2 = (a + b) / n, (a + c) / n
-    l1, u1 = wilson_interval(a + b, n, level)
-    l2, u2 = wilson_interval(a + c, n, level)
-    denominator = math.sqrt((a + b) * (c + d) * (a + c) * (b + d))
-    phi = (a * d - b * c) / denominator if denominator > 0 else 0.0  # correlation of the pair; 0 when a margin is empty
-    below = math.sqrt(max((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2, 0.0))
-    above = math.sqrt(max((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2, 0.0))
-    difference = p1 - p2
-    return difference, max(difference - below, -1.0), min(difference + above, 1.0)
 
 
 @register_check
@@ -75,7 +46,7 @@ class Baseline(Check):
         present = len(np.unique(y))
         details = {"majority_class": name, "rule": f"always '{name}' (the most frequent class in train)", "n": len(y)}
         return [
-            self.evidence(candidate, "baseline_accuracy", theirs.mean(), wilson_interval(int(theirs.sum()), len(y)), details=details),
+            self.evidence(candidate, "baseline_accuracy", theirs.mean(), proportion_interval(int(theirs.sum()), len(y)), details=details),
             # A constant rule recalls its one class fully and no other: balanced accuracy 1 / (classes present).
             self.evidence(candidate, "baseline_balanced_accuracy", (1.0 if majority in y else 0.0) / present, details=details),
             self.evidence(candidate, "accuracy_gain_over_baseline", gain, (low, high), details={**details, "accuracy": float(ours.mean())}),
