@@ -2,8 +2,6 @@
 
 from dataclasses import replace
 
-
-
 from assay.checks.efficiency import Efficiency
 from assay.models.candidate import Candidate
 
