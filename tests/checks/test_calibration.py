@@ -94,10 +94,12 @@ def test_ece_record_holds_its_point_and_still_equals_torchmetrics(cnn, context):
 def test_temperature_scaling_that_hurts_is_flagged():
     from assay.checks.calibration import temperature_warnings
 
-    assert temperature_warnings(1.3, "test", ece=(0.02, 0.01), nll=(0.10, 0.08)) == []
-    (nll,) = temperature_warnings(0.05, "test", ece=(0.004, 0.003), nll=(0.0036, 0.0410))
+    assert temperature_warnings(1.3, "test", ece=(0.02, 0.01, -0.02, 0.0), nll=(0.10, 0.08, -0.03, -0.01)) == ([], [])
+    warnings, notes = temperature_warnings(0.05, "test", ece=(0.004, 0.0041, -0.001, 0.002), nll=(0.0036, 0.0410, 0.02, 0.05))
+    (nll,) = warnings
     assert "makes test NLL worse" in nll and "0.0036" in nll and "0.0410" in nll
-    assert len(temperature_warnings(0.05, "val", ece=(0.004, 0.009), nll=(0.0036, 0.0410))) == 2
+    (ece,) = notes  # a rise within noise is a note, not a warning
+    assert "ECE" in ece and "within noise" in ece
 
 
 def test_a_temperature_that_hurts_on_test_is_flagged_in_the_record(mlp, digits, tmp_path):

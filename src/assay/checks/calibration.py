@@ -205,9 +205,16 @@ class Calibration(Check):
             "interval": "ECE -/+ the 95% bound on the summed per-bin error (smoothed bootstrap); holds at any bias",
         }
         scaled_details = {"temperature": temperature, "fitted_on": "val", "evaluated_on": split}
-        warnings = temperature_warnings(temperature, split, ece=(ece, scaled_ece), nll=(float(nll.mean()), float(scaled_nll.mean())))
-        if warnings:
-            scaled_details["warnings"] = warnings
+        # The change each figure makes, paired over the same examples (bias-corrected bootstrap), to tell a real harm from noise.
+        def change(idx: np.ndarray) -> np.ndarray:
+            return np.column_stack([ece_batched(scaled_conf, correct, self.n_bins, idx) - ece_batched(confidence, correct, self.n_bins, idx),
+                                    (scaled_nll - nll)[idx].mean(1)])
+
+        c_low, c_high = bootstrap_interval(bootstrap(change, len(y), **boot), [scaled_ece - ece, float((scaled_nll - nll).mean())])
+        warnings, notes = temperature_warnings(temperature, split, ece=(ece, scaled_ece, c_low[0], c_high[0]),
+                                               nll=(float(nll.mean()), float(scaled_nll.mean()), c_low[1], c_high[1]))
+        scaled_details |= {"warnings": warnings} if warnings else {}
+        scaled_details |= {"notes": notes} if notes else {}
         return [
             self.evidence(candidate, "ece", ece, ece_interval(confidence, correct, self.n_bins, **boot), details=details,
                           figures=("reliability_diagram",)),
@@ -219,16 +226,28 @@ class Calibration(Check):
         ]
 
 
-def temperature_warnings(temperature: float, split: str, *, ece: tuple[float, float], nll: tuple[float, float]) -> list[str]:
-    """Say so when temperature scaling, fitted on validation, makes ``split``'s ECE or NLL worse.
+def temperature_warnings(temperature: float, split: str, *, ece: tuple[float, float, float, float],
+                         nll: tuple[float, float, float, float]) -> tuple[list[str], list[str]]:
+    """Warnings when temperature scaling, fitted on validation, makes ``split``'s ECE or NLL worse.
 
     Temperature scaling exists to lower NLL (and usually ECE); a figure that
     rises is a sign the validation split is too small, or unlike this one,
     to fit it, and the scaled figures should not be read as an improvement.
+    Each of ``ece`` and ``nll`` is ``(before, after, low, high)`` with the
+    paired 95% interval of the change: a rise whose interval is above zero
+    is a warning, a rise within noise only a note.
+
+    Returns:
+        ``(warnings, notes)``.
     """
-    out = []
-    for name, (before, after) in (("NLL", nll), ("ECE", ece)):
-        if after > before:
-            out.append(f"temperature scaling (T = {temperature:.3g}, fitted on validation) makes {split} {name} worse: "
-                       f"{before:.4f} before, {after:.4f} after; do not read the scaled figures as a fix")
-    return out
+    warnings, notes = [], []
+    for name, (before, after, low, high) in (("NLL", nll), ("ECE", ece)):
+        if after <= before:
+            continue
+        text = (f"temperature scaling (T = {temperature:.3g}, fitted on validation) makes {split} {name} worse: {before:.4f} before, "
+                f"{after:.4f} after (change {after - before:+.4f}, 95% interval [{low:+.4f}, {high:+.4f}])")
+        if low > 0:
+            warnings.append(text + "; do not read the scaled figures as a fix")
+        else:
+            notes.append(text + "; within noise")
+    return warnings, notes
