@@ -16,9 +16,10 @@ import sys
 from pathlib import Path
 
 DEMO_STUDY = "digits.toml"
-# Threads for torch and BLAS when --threads is not given. Measured on a 2-core machine shared with
-# other work (`assay demo`, wall time): see docs/architecture.md. More threads than free cores
-# make each small model's many short kernels wait on one another.
+# Threads for torch and BLAS when --threads is not given. `assay demo --new --quiet`, wall time on a
+# 2-core machine: 18.8 s and 29.3 s with 1 thread against 103.9 s and 121.1 s with 2 while other work
+# ran (load 4-5); 18.9 s against 27.6 s when nearly idle (load 1.3). assay's models are small: their
+# many short kernels gain nothing from a second thread and wait on it whenever a core is busy.
 DEFAULT_THREADS = 1
 
 
