@@ -86,3 +86,22 @@ def test_ece_interval_covers_the_true_ece(name):
         low, high = ece_interval(c, correct, 15, n_boot=200, seed=r)
         hits += low <= truth <= high
     assert hits / REPS >= FLOOR
+
+
+@pytest.mark.parametrize(("recalls", "support"), [
+    ((1.0, 0.999, 0.99, 0.97, 0.96, 1.0, 0.98, 0.999, 0.95, 0.99), 27),  # a good digit classifier, 27 test images a class
+    ((0.99,) * 10, 27),  # where combining the classes' exact intervals (MOVER) covered only 92%
+    ((0.40, 0.97), (43, 314)),  # an imbalanced table: few positives, found poorly
+])
+def test_balanced_accuracy_interval_covers(recalls, support):
+    from assay.checks.stats import mean_of_proportions_interval
+
+    recalls = np.asarray(recalls)
+    support = np.broadcast_to(support, recalls.shape)
+    truth = recalls.mean()
+    rng = np.random.default_rng(len(recalls))
+    hits = 0
+    for _ in range(REPS):
+        _, low, high = mean_of_proportions_interval(rng.binomial(support, recalls), support)
+        hits += low <= truth <= high
+    assert hits / REPS >= FLOOR

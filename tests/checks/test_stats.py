@@ -114,3 +114,15 @@ def test_newcombe_does_not_claim_certainty_when_models_agree():
     same = np.r_[np.ones(266, bool), np.zeros(3, bool)]
     difference, low, high = paired_difference_interval(same, same)
     assert difference == 0.0 and low < 0 < high
+
+
+def test_mean_of_proportions_follows_price_and_bonett():
+    from assay.checks.stats import mean_of_proportions_interval
+
+    # K = 2, 8 of 10 and 3 of 10: p~ = 9/12 and 4/12, centre 0.541667, half-width 1.96 * sqrt(0.0341435) / 2.
+    mean, low, high = mean_of_proportions_interval([8, 3], [10, 10])
+    assert mean == pytest.approx(0.55)
+    assert (low, high) == pytest.approx((0.541667 - 0.181082, 0.541667 + 0.181082), abs=1e-5)
+    mean, low, high = mean_of_proportions_interval([27] * 10, [27] * 10)
+    assert mean == 1.0 == high and 0.97 < low < 1.0
+    assert mean_of_proportions_interval([5, 0], [5, 0])[0] == 1.0  # a class with no examples is left out

@@ -3,18 +3,17 @@
 Every metric is a pure function of a confusion matrix, written to work on a
 stack of them ``(..., K, K)`` so one vectorised pass gives the point value
 and all bootstrap replicates. Single proportions (accuracy, each class's
-recall, and so the worst class's) get Clopper-Pearson exact intervals; macro-F1 and
-balanced accuracy, which are not, get the bias-corrected bootstrap.
+recall, and so the worst class's) get Clopper-Pearson exact intervals;
+balanced accuracy, the mean recall, gets Price & Bonett's (2004) interval
+for a mean of proportions; macro-F1 gets the bias-corrected bootstrap.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from .base import Check, CheckContext, Evidence, register_check
-from .stats import bootstrap, bootstrap_interval, confusion_matrices, proportion_interval
+from .stats import bootstrap, bootstrap_interval, confusion_matrices, mean_of_proportions_interval, proportion_interval
 
 
 def accuracy(cm: np.ndarray) -> np.ndarray:
@@ -60,15 +59,13 @@ class Performance(Check):
         cm = confusion_matrices(y, yhat, k, np.arange(n)[None])[0]  # (K, K)
 
         def stats(index: np.ndarray) -> np.ndarray:
-            cms = confusion_matrices(y, yhat, k, index)  # (b, K, K)
-            with warnings.catch_warnings():  # a resample may miss a class entirely: NaN recall, by design
-                warnings.simplefilter("ignore", RuntimeWarning)
-                return np.column_stack([macro_f1(cms), np.nanmean(per_class_recall(cms), axis=1)])
+            return macro_f1(confusion_matrices(y, yhat, k, index))  # (b, K, K) -> (b,)
 
         recall = per_class_recall(cm)
         support = cm.sum(axis=1)
-        low, high = bootstrap_interval(bootstrap(stats, n, n_boot=context.n_boot, seed=context.seed), [macro_f1(cm), np.nanmean(recall)])
-        # Recall of a class is a proportion of its support: a score interval, so 27 of 27 is [0.875, 1], not [1, 1].
+        f1_low, f1_high = bootstrap_interval(bootstrap(stats, n, n_boot=context.n_boot, seed=context.seed), macro_f1(cm))
+        balanced, b_low, b_high = mean_of_proportions_interval(np.diagonal(cm), support)
+        # Recall of a class is a proportion of its support: an exact interval, so 27 of 27 is [0.872, 1], not [1, 1].
         r_low, r_high = proportion_interval(np.diagonal(cm), support)
         names = context.task.class_names
         per_class = [
@@ -82,8 +79,8 @@ class Performance(Check):
             self.evidence(candidate, "accuracy", accuracy(cm), proportion_interval(correct, n),
                           details={"class_names": list(names), "confusion_matrix": cm.tolist(), "n": n, "interval": "Clopper-Pearson exact"},
                           figures=("confusion_matrix",)),
-            self.evidence(candidate, "macro_f1", macro_f1(cm), (low[0], high[0])),
-            self.evidence(candidate, "balanced_accuracy", np.nanmean(recall), (low[1], high[1])),
+            self.evidence(candidate, "macro_f1", macro_f1(cm), (f1_low, f1_high)),
+            self.evidence(candidate, "balanced_accuracy", balanced, (b_low, b_high), details={"interval": "Price & Bonett (2004), mean of the class recalls"}),
             # The interval is the worst class's own recall interval (Clopper-Pearson): which class is worst is read
             # from the data, and a bootstrap of the minimum over classes is biased low (seen: 0.923 [0.777, 0.922]).
             self.evidence(candidate, "worst_class_recall", recall[worst], (r_low[worst], r_high[worst]),
