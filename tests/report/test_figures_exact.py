@@ -47,3 +47,14 @@ def test_compression_table_uses_one_number_format_per_row():
     assert cells == ["+0.000029", "+0.000000"]  # seen: "+2.903e-05" beside "+0"
     # A child without a training-energy record (never trained) shows no change at all, not -100%.
     assert _change(headline, "int8", "cnn", "training_energy_kj")["value"] == "–"
+
+
+def test_compression_row_of_rounding_level_values_keeps_a_readable_format():
+    from assay.report.compression import _change, _decimals
+
+    def rec(name, value):
+        return Evidence("calibration", "nll_loss_temperature_scaled", name, value, None, None, False)
+
+    headline = {"cnn": {"nll": rec("cnn", 4.5234e-16)}, "int8": {"nll": rec("int8", 2.369e-16)}}
+    d = _decimals(headline, ["int8"], {"int8": "cnn"}, "nll")
+    assert _change(headline, "int8", "cnn", "nll", d)["value"] == "+0.000"

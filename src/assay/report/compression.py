@@ -56,7 +56,7 @@ def _decimals(headline: Mapping[str, Mapping[str, Evidence]], variants: Sequence
     ``+2.903e-05`` beside ``+0``.
     """
     values = [abs(e.value) for n in variants for e in (headline.get(n, {}).get(metric), headline.get(parents[n], {}).get(metric))
-              if e is not None and math.isfinite(e.value) and e.value != 0]
+              if e is not None and math.isfinite(e.value) and abs(e.value) > 1e-12]  # 4.5e-16 is a zero up to rounding
     if not values:
         return 3
     return int(min(8, max(0, 3 - math.floor(math.log10(max(values))))))
