@@ -68,14 +68,14 @@ def between(low: float, high: float, *, low_open: bool = False, high_open: bool 
 # loader: a name means the same thing wherever it appears.
 LIMITS: dict[str, Limit] = {
     **dict.fromkeys(
-        ("epochs", "pretrain_epochs", "head_epochs", "epochs_per_step", "batch_size", "patience", "steps", "repeats",
+        ("epochs", "pretrain_epochs", "head_epochs", "batch_size", "patience", "steps", "repeats",
          "batch_repeats", "k", "min_group_size", "min_size", "n_clusters", "top", "pairs_per_example",
          "calibration_examples", "lora_rank", "lora_alpha", "kernel_size", "hidden", "channels", "dim", "depth",
          "heads", "mlp_ratio", "patch", "proj", "max_length", "vocab_size", "num_samples", "embed_dim", "layers"),
         at_least(1),
     ),
     "n_bins": at_least(2),
-    **dict.fromkeys(("warmup_epochs", "warmup", "weight_decay", "grid_g_per_kwh"), at_least(0)),
+    **dict.fromkeys(("warmup_epochs", "warmup", "weight_decay", "grid_g_per_kwh", "epochs_per_step"), at_least(0)),
     **dict.fromkeys(("lr", "head_lr", "temperature", "scale", "harm_multiple", "strength"), above(0)),
     **dict.fromkeys(("label_smoothing", "dropout", "lora_dropout", "sparsity"), between(0, 1, high_open=True)),
     "alpha": between(0, 1),
