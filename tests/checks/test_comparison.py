@@ -48,7 +48,7 @@ def test_corruption_accuracy_is_compared_on_the_views_the_study_computed(cnn, ml
 
     from assay.recipes import RecipeContext, make_recipe
 
-    child = make_recipe("prune", {"parent": "cnn", "method": "magnitude", "sparsity": 0.6, "steps": 1, "epochs_per_step": 0}, "x").make(
+    child = make_recipe("prune", {"parent": "cnn", "method": "magnitude", "sparsity": 0.6, "steps": 1, "epochs_per_step": 1}, "x").make(
         "cnn-sparse", RecipeContext(task=digits, work_dir=tmp_path, candidates={"cnn": cnn}, progress=False)
     )
     context.candidates = {"cnn": cnn, "cnn-sparse": child}
@@ -59,3 +59,23 @@ def test_corruption_accuracy_is_compared_on_the_views_the_study_computed(cnn, ml
     expected = np.mean([accuracy(cnn, v) for v in views]) - np.mean([accuracy(child, v) for v in views])
     drop = evidence["corruption_accuracy_drop"]
     assert drop.value == pytest.approx(expected, abs=1e-12) and drop.low <= drop.value <= drop.high
+
+
+def test_a_child_identical_to_its_parent_is_not_certain_to_be_identical(cnn, context):
+    """Same predictions on these 269 examples: the drop is 0, and its interval says how much the next examples may differ."""
+    from dataclasses import replace
+
+    from assay.checks.stats import paired_difference_interval
+    from assay.models.candidate import Candidate
+
+    twin = Candidate("cnn-twin", cnn.model, replace(cnn.provenance, recipe="quantize", parent="cnn"), training={})
+    context.candidates = {"cnn": cnn, "cnn-twin": twin}
+    evidence = {e.metric: e for e in Comparison().run(twin, context)}
+    drop = evidence["accuracy_drop"]
+    right = context.predict(cnn).predicted == context.predict(cnn).labels
+    assert (drop.value, drop.low, drop.high) == pytest.approx(paired_difference_interval(right, right), abs=1e-12)
+    assert drop.value == 0 and drop.low < 0 < drop.high
+    for row in drop.details["per_class"]:
+        assert row["low"] < 0 < row["high"] and not row["flagged"]
+    for e in evidence.values():
+        assert e.low <= e.value <= e.high
