@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from typing import Any
 
 import numpy as np
@@ -179,11 +180,8 @@ class SelfSup(Recipe):
 
         # Contrastive validation loss is noisy epoch to epoch: train the full schedule, keep the best epoch.
         done = cache_dir / f"selfsup-{key}.pt"
-        if done.is_file():  # the same pretraining already ran in this run
-            saved = torch.load(done, map_location="cpu", weights_only=True)
-            net.load_state_dict(saved["weights"])
-            pre = saved["summary"]
-        else:
+        pre = _cached_pretraining(done, net)  # the same pretraining already ran in this run
+        if pre is None:
             pre = fit(net, pre_train, pre_val, TrainConfig(epochs=self.pretrain_epochs, batch_size=self.batch_size, lr=self.lr, patience=self.pretrain_epochs),
                       device=context.device, seed=context.seed, checkpoint=cache_dir / f"selfsup-{key}.checkpoint.pt", loss_fn=contrastive,
                       progress=context.progress, desc=f"{name} (pretrain)", evaluate=validate)
@@ -206,3 +204,18 @@ class SelfSup(Recipe):
         training = {**head, "pretraining": {k: pre[k] for k in ("epochs_run", "best_epoch", "train_seconds", "best_val_loss")},
                     "pretrain_examples": len(pre_train), "train_seconds": head["train_seconds"] + pre["train_seconds"]}
         return Candidate(name, model.cpu().eval(), provenance, training=training)
+
+
+def _cached_pretraining(path, net: nn.Module) -> dict | None:
+    """Load a finished pretraining into ``net``; ``None`` when there is none, or the file is damaged (then it is redone)."""
+    if not path.is_file():
+        return None
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        net.load_state_dict(saved["weights"])
+        return dict(saved["summary"])
+    except Exception as error:  # noqa: BLE001 -- a truncated or foreign file raises many types
+        net.load_state_dict(before)
+        logging.getLogger("assay").warning("%s: damaged pretraining cache (%s); pretraining again", path, str(error).splitlines()[0][:120] if str(error) else type(error).__name__)
+        return None

@@ -12,6 +12,7 @@ Strategies:
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,16 @@ def encode_splits(encoder: nn.Module, task: Task, splits: tuple[str, ...], cache
     out = {}
     for split in splits:
         path = None if cache is None else cache / f"{key}-{task.split(split).digest()[:16]}.npy"
-        if path is not None and path.is_file():
-            out[split] = np.load(path, allow_pickle=False)
-            continue
         x = task.split(split).x
+        if path is not None and path.is_file():
+            try:
+                cached = np.load(path, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as error:  # truncated or foreign: computed again
+                cached = None
+                logging.getLogger("assay").warning("%s: damaged feature cache (%s); computing the features again", path, str(error).splitlines()[0][:120])
+            if cached is not None and cached.ndim == 2 and len(cached) == len(x) and np.isfinite(cached).all():
+                out[split] = cached
+                continue
         with torch.inference_mode():
             out[split] = torch.cat([encoder(as_input(x[i : i + batch])) for i in range(0, len(x), batch)]).float().numpy()
         if path is not None:
