@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .errors import AssayError
 
+    logger = logging.getLogger("assay")
+    saved = logger.level, logger.propagate
     handler = _log_to_stderr(args)
     try:
         return _COMMANDS[args.command](args)
@@ -123,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout at exit; let that go nowhere
         return 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
     finally:
-        logging.getLogger("assay").removeHandler(handler)
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def _one_line(error: BaseException) -> str:
