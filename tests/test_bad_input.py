@@ -212,6 +212,10 @@ CASES = [
     ("fairness-positive-unknown", {"study.toml": study(task=TABLE + '\ngroups = ["race"]', checks='run = ["fairness"]\nn_boot = 100\n[checks.fairness]\npositive = "approved"'), "loans.csv": with_table()}, RUN, ("positive class 'approved' is not a class of the task", "use one of: no, yes")),
     ("robustness-reference-unknown", {"study.toml": study(checks='run = ["robustness"]\nn_boot = 100\n[checks.robustness]\nreference = "cnn"')}, RUN, ("reference 'cnn' is not a recipe of the study", "use one of: mlp")),
     ("cnn-on-a-table", {"study.toml": study(task=TABLE, recipe=recipe(arch='"cnn"')), "loans.csv": with_table()}, RUN, ("arch 'cnn'", "use 'mlp' for this task")),
+    ("transfer-on-images", {"study.toml": study(recipe='name = "t"\nkind = "transfer"')}, RUN, ("transfer needs a text task", 'use kind = "train"')),
+    ("fewshot-on-images", {"study.toml": study(recipe='name = "f"\nkind = "fewshot"')}, RUN, ("only installed for text", "set parent =")),
+    ("ood-sets-unknown", {"study.toml": study(checks='run = ["ood"]\nn_boot = 100\n[checks.ood]\nsets = ["bogus"]')}, RUN, ("sets must be among",)),
+    ("task-ood-not-table", {"study.toml": study(task='builtin = "digits"\nood = "other"')}, RUN, ("ood: must be a table",)),
     # the [task] table and builtin tasks
     ("builtin-unknown", {"study.toml": study(task='builtin = "digitz"')}, RUN, ("unknown builtin task 'digitz'", "did you mean 'digits'")),
     ("builtin-not-string", {"study.toml": study(task="builtin = 3")}, RUN, ("unknown builtin task 3",)),

@@ -111,6 +111,10 @@ class FewShot(Recipe):
         self.strategy, self.encoder, self.parent, self.scale = strategy, encoder, parent, scale
         self.pairs_per_example, self.epochs, self.lr, self.head_epochs = pairs_per_example, epochs, lr, head_epochs
 
+    def check_task(self, task, where: str) -> None:
+        if self.parent is None and task.modality != "text":
+            raise SpecError(f"{where}: a pretrained encoder is only installed for text; for {task.modality} data set parent = \"<a trained candidate>\"")
+
     def make(self, name: str, context: RecipeContext) -> Candidate:
         task = context.task
         where = f"[[recipe]] '{name}'"

@@ -109,6 +109,15 @@ class Transfer(Recipe):
             patience=self.patience or (20 if probe else 2),
         )
 
+    def check_task(self, task: Task, where: str) -> None:
+        """Text only, a readable encoder folder, and the task tokenized for this encoder: all known before training."""
+        if task.modality != "text":
+            raise SpecError(f"{where}: transfer needs a text task here (no pretrained {task.modality} encoder is installed); use kind = \"train\" or \"selfsup\"")
+        check_folder(model_folder(self.encoder))
+        tokenizer = getattr(task.pipeline, "tokenizer", None)
+        if tokenizer != self.encoder:
+            raise SpecError(f"{where}: the task is tokenized for '{tokenizer}' but the encoder is '{self.encoder}'; they must match")
+
     def make(self, name: str, context: RecipeContext) -> Candidate:
         task = context.task
         where = f"[[recipe]] '{name}'"
