@@ -219,3 +219,25 @@ def test_a_lazy_image_folder_gives_the_same_task_and_predictions(tmp_path, mlp):
     (root / "c1" / "001.png").write_bytes(b"broken")
     with pytest.raises(DataError, match="001.png: cannot read image"):
         load_image_folder(root, lazy=True)
+
+
+def test_a_task_knows_where_it_came_from_and_how_to_give_it_groups(tmp_path, wine_frame):
+    from assay.data.builtin import load_builtin
+
+    digits = load_builtin("digits")
+    assert digits.origin == "builtin" and "builtin task 'digits' has no group attribute" in digits.groups_hint()
+    assert digits.without_classes(["9"]).origin == "builtin"
+    wine_frame.to_csv(tmp_path / "w.csv", index=False)
+    table = load_source({"path": "w.csv", "label": "cultivar"}, base_dir=tmp_path, seed=0)
+    assert table.origin == "table" and 'add groups = ["<column>"] to [task]' in table.groups_hint()
+
+
+def test_labels_per_class_is_checked_against_the_smallest_class():
+    from assay.data.builtin import load_builtin
+    from assay.errors import DataError
+
+    digits = load_builtin("digits")
+    name, n = digits.smallest_class()
+    digits.check_labels_per_class(n)
+    with pytest.raises(DataError, match=f"labels_per_class = {n + 1} but class '{name}' has only {n} training examples"):
+        digits.with_labels_per_class(n + 1)

@@ -248,6 +248,7 @@ class Task:
             description=self.description,
             pipeline=self.pipeline,
             info={**self.info, "holdout_classes": names},
+            origin=self.origin,
         )
 
     def with_labels_per_class(self, k: int, *, seed: int = 0, draw: int = 0) -> Task:
