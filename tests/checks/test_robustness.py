@@ -155,3 +155,13 @@ def test_an_auroc_below_chance_is_flagged():
     assert "below chance" in below and "significantly" in below
     (one_set,) = auroc_warnings("msp", "far", 0.7, 0.75, {"noise": 0.98, "inverted": 0.42})
     assert "inverted (AUROC 0.420)" in one_set
+
+
+def test_a_denominator_at_rounding_level_gives_no_ratio():
+    """Seen on text: relative mCE -0.12 [-5.7e12, 6.3], from resamples whose degradation was a floating-point 1e-16."""
+    from assay.checks.robustness import mean_ratio
+
+    numerators = np.array([[0.2, 0.3], [0.2, 0.3], [0.2, -0.3]])
+    denominators = np.array([[0.1, 0.3], [0.1, 1e-16], [0.1, -0.3]])  # (resamples, corruptions)
+    out = mean_ratio(numerators, denominators, min_denominator=0.5 / 300)
+    assert out[0] == pytest.approx(1.5) and np.isnan(out[1]) and np.isnan(out[2])

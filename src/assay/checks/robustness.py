@@ -10,7 +10,8 @@ sum_s (E^ref_{s,c} - E^ref_clean), averaged over c.
 A ratio is only as meaningful as its denominator. A corruption enters mCE
 only where the reference's corrupted error is significantly above zero, and
 relative mCE only where the reference's degradation is: the lower bound of
-its 95% bootstrap interval (paired over the test examples) is above zero.
+its 95% bootstrap interval (paired over the test examples) is above zero, that
+is, above half of one test example's worth of error.
 Without that, a reference that barely degrades turns noise into ratios of
 -1.8e10 (seen on a table); a metric left with no corruption is reported as
 not applicable, with the reason, instead of a number.
@@ -47,6 +48,16 @@ def relative_mean_corruption_error(
     """
     ratios = [np.sum(np.asarray(errors[c]) - clean) / np.sum(np.asarray(reference[c]) - reference_clean) for c in errors]
     return float(np.mean(ratios))
+
+
+def mean_ratio(numerators: np.ndarray, denominators: np.ndarray, min_denominator: float) -> np.ndarray:
+    """Mean over the last axis of ``numerators / denominators``; NaN where any denominator is not above ``min_denominator``.
+
+    A resample in which the reference does not degrade has no ratio (it is left out of the interval) rather than a
+    ratio to 1e-16, the remainder floating-point subtraction leaves of a zero, which gave intervals of -5.7e12.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominators > min_denominator, numerators / denominators, np.nan).mean(-1)
 
 
 @register_check
@@ -101,16 +112,17 @@ class Robustness(Check):
         parts = {name: slice(1 + i * C, 1 + (i + 1) * C) for i, name in enumerate(("acc", "err", "ref_err", "deg", "ref_deg"))}
         low, high = bootstrap_interval(replicates, full)
         # Which denominators are meaningfully above zero; the same for every candidate (same reference, same resamples).
-        ce_kinds = low[parts["ref_err"]] > 0
-        rel_kinds = low[parts["ref_deg"]] > 0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            def ratio(num: str, den: str, use: np.ndarray, values: np.ndarray) -> np.ndarray:
-                # A resample whose denominator is not above zero has no ratio; it is left out (NaN).
-                d = values[..., parts[den]][..., use]
-                return np.where(d > 0, values[..., parts[num]][..., use] / d, np.nan).mean(-1)
+        # Summed errors move in steps of one example (1/n); "above zero" is above half a step, so the 1e-16 that
+        # floating-point subtraction leaves of a zero never counts as a denominator.
+        step = 0.5 / n
+        ce_kinds = low[parts["ref_err"]] > step
+        rel_kinds = low[parts["ref_deg"]] > step
 
-            mce = (ratio("err", "ref_err", ce_kinds, full), ratio("err", "ref_err", ce_kinds, replicates)) if ce_kinds.any() else None
-            rel = (ratio("deg", "ref_deg", rel_kinds, full), ratio("deg", "ref_deg", rel_kinds, replicates)) if rel_kinds.any() else None
+        def ratio(num: str, den: str, use: np.ndarray, values: np.ndarray) -> np.ndarray:
+            return mean_ratio(values[..., parts[num]][..., use], values[..., parts[den]][..., use], step)
+
+        mce = (ratio("err", "ref_err", ce_kinds, full), ratio("err", "ref_err", ce_kinds, replicates)) if ce_kinds.any() else None
+        rel = (ratio("deg", "ref_deg", rel_kinds, full), ratio("deg", "ref_deg", rel_kinds, replicates)) if rel_kinds.any() else None
         accuracy = stacked.mean(-1)  # (C, S)
         errors = {k: 1 - accuracy[i] for i, k in enumerate(kinds)}
         ref_errors = {k: 1 - ref_stacked[i].mean(-1) for i, k in enumerate(kinds)}
