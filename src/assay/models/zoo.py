@@ -131,6 +131,10 @@ def training_bytes(name: str, *, input_shape: Sequence[int], num_classes: int, b
             if isinstance(t, torch.Tensor):
                 activations += t.numel() * t.element_size()
 
+    if name == "gru":  # PyTorch runs a GRU step by step on the meta device (about a second): count its states instead
+        steps = input_shape[0] if len(input_shape) == 1 else input_shape[-1]
+        embed, hidden, layers = options.get("embed_dim", 128), options.get("hidden", 128), options.get("layers", 1)
+        return 4 * weights + 2 * 4 * batch_size * steps * (embed + 2 * 4 * hidden * layers)  # inputs + two directions of gates and states
     hooks = [m.register_forward_hook(count) for m in model.modules() if not list(m.children())]
     try:
         dtype = torch.long if name in TOKEN_ARCHITECTURES and options.get("vocab_size") else torch.float32

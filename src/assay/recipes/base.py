@@ -121,7 +121,7 @@ def check_trainable(arch: str, arch_options: Mapping[str, Any], task: Task, batc
     Raises:
         SpecError: naming the recipe, what was found and the fix.
     """
-    from ..data.memory import available_bytes, budget_bytes, size_text
+    from ..data.memory import available_bytes, size_text
     from ..models import zoo
     from .train import arch_options_for
 
@@ -131,6 +131,6 @@ def check_trainable(arch: str, arch_options: Mapping[str, Any], task: Task, batc
     except SpecError as error:  # the architecture cannot read these inputs: say which recipe asked
         text = str(error)
         raise SpecError(text if text.startswith(where) else f"{where}: {text}") from None
-    if need > budget_bytes():
+    if need > available_bytes():  # the estimate already counts gradients and optimiser state: hold it to all that is free
         raise SpecError(f"{where}: training arch '{arch}' on inputs of shape {tuple(task.input_shape)} needs about {size_text(need)} "
                         f"(this machine has {size_text(available_bytes())} available); make the model or the inputs smaller, or lower batch_size")
