@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
+def _legend_pad(n: int) -> float:
+    """Title padding that clears ``_legend_above``'s legend: one row of up to three candidates, 13 points a row."""
+    return 7 + 13 * -(-n // 3)
+
+
 def _error_bars(values: Sequence[float], intervals: Sequence[Sequence[float | None]]) -> tuple[list[float], list[float]]:
     """Matplotlib's ``[below, above]`` error lengths from ``(low, high)`` bounds: never negative, 0 where a bound is missing.
 
@@ -88,7 +93,7 @@ def ood_scores(records: list[Evidence], style: PlotStyle | None = None) -> Figur
             x = [j + (i - (n - 1) / 2) * 0.8 / n for j in range(len(scores))]
             ax.bar(x, [table.get(s, {}).get("auroc", 0) for s in scores], width=0.8 / n, color=style.color(e.candidate), label=e.candidate)
         ax.set_xticks(range(len(scores)), [s.replace("_", " ") for s in scores], rotation=30, ha="right")
-        ax.set_title(f"OOD set: {name}", pad=20)
+        ax.set_title(f"OOD set: {name}", pad=_legend_pad(n))
         ax.set_ylim(0.0, 1.0)
         ax.axhline(0.5, color="#8c959f", lw=0.8, ls=(0, (3, 3)))
         ax.grid(axis="x", visible=False)
@@ -120,7 +125,7 @@ def group_rates(records: list[Evidence], style: PlotStyle | None = None) -> Figu
             ax.errorbar(x, y, yerr=[lo, hi], fmt="o", ms=4, capsize=2, elinewidth=1, color=style.color(e.candidate), label=e.candidate)
         groups = [r["group"] for r in records[0].details["per_group"]]
         ax.set_xticks(range(len(groups)), groups, rotation=30 if max(map(len, groups)) > 6 else 0, ha="right" if max(map(len, groups)) > 6 else "center")
-        ax.set_title(rate.replace("_", " "), pad=20 if ax is axes[0] else 6)
+        ax.set_title(rate.replace("_", " "), pad=_legend_pad(n) if ax is axes[0] else 6)
         ax.grid(axis="x", visible=False)
     axes[0].set_ylabel(f"group: {records[0].details['attribute']}")
     _legend_above(axes[0], n)
