@@ -170,7 +170,7 @@ def _example(key: str, value: Any, default: Any, hint: Any) -> str:
         return f"; write {key} = [{toml_text(value)}]"  # a list was meant
     if key in EXAMPLES:
         return f"; e.g. {key} = {EXAMPLES[key]}"
-    if default is inspect.Parameter.empty or default is None or default == () or default == []:
+    if default is inspect.Parameter.empty or default is None or (isinstance(default, (tuple, list)) and not default):
         return ""
     return f"; e.g. {key} = {toml_text(default)}"
 
