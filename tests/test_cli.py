@@ -102,3 +102,25 @@ def test_corrupt_png_in_an_image_folder_names_the_file(tmp_path):
 
 def test_show_unknown_run_is_a_user_error(tmp_path):
     assert "no runs stored" in _one_line_error(assay("show", "nope", "--out", str(tmp_path / "empty")))
+
+
+def test_threads_sets_torch_and_blas_and_defaults_to_one():
+    import argparse
+
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from assay import cli
+
+    before = torch.get_num_threads()
+    try:
+        cli._set_threads(argparse.Namespace(threads=2))
+        assert torch.get_num_threads() == 2
+        assert all(pool["num_threads"] <= 2 for pool in threadpool_info())
+        cli._set_threads(argparse.Namespace(threads=None))
+        assert torch.get_num_threads() == cli.DEFAULT_THREADS == 1
+    finally:
+        torch.set_num_threads(before)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(before)
