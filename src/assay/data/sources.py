@@ -8,6 +8,8 @@ splits unless the data brings its own.
 
 from __future__ import annotations
 
+import re
+import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -49,10 +51,13 @@ def _image_header(path: Path) -> tuple[tuple[int, int], str]:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            size, mode = img.size, img.mode
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own estimate below replaces PIL's warning
+            with Image.open(path) as img:
+                size, mode = img.size, img.mode
     except Image.DecompressionBombError as error:  # PIL's own limit: the header claims far more pixels than is sane
-        claimed = str(error).split("(")[1].split(" pixels")[0] if "(" in str(error) else "too many"
+        numbers = [int(n) for n in re.findall(r"\d+", str(error))]
+        claimed = f"{numbers[0]:,}" if numbers else "too many"
         raise DataError(f"{path}: image header claims {claimed} pixels, too many to decode; remove the file or shrink the image") from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
         reason = str(error).split("\n")[0] or type(error).__name__
@@ -68,7 +73,10 @@ def _read_image(path: Path, mode: str | None):
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # its size was estimated from the header already
+            img = Image.open(path)
+        with img:
             img.load()  # decode fully: a truncated file fails here, not later
             return img.convert(mode) if mode else img.copy()
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
