@@ -206,7 +206,7 @@ def fit(
 def _diverged(desc: str, epoch: int, config: TrainConfig, what: str) -> TrainingDiverged:
     return TrainingDiverged(
         f"{desc}: training diverged in epoch {epoch} ({what}); lower lr (now {config.lr:g}) or check the inputs for extreme values",
-        recipe=desc, epoch=epoch,
+        recipe=desc.split(" (", 1)[0], epoch=epoch,  # desc is the candidate's name, or "name (stage)" for a recipe's inner fit
     )
 
 
