@@ -31,7 +31,7 @@ class Baseline(Check):
     """Accuracy against always predicting the training set's majority class."""
 
     name = "baseline"
-    metrics = {"baseline_accuracy": None, "baseline_balanced_accuracy": None, "accuracy_gain_over_baseline": True, "beats_baseline": True}
+    metrics = {"baseline_accuracy": True, "baseline_balanced_accuracy": True, "accuracy_gain_over_baseline": True, "beats_baseline": True}
 
     def run(self, candidate, context: CheckContext) -> list[Evidence]:
         task = context.task

@@ -71,7 +71,7 @@ def _signed(x: float, decimals: int, sign: str = "+") -> str:
 def _change(headline: Mapping[str, Mapping[str, Evidence]], name: str, parent: str, metric: str, decimals: int = 3) -> dict[str, Any]:
     ours, theirs = headline.get(name, {}).get(metric), headline.get(parent, {}).get(metric)
     if ours is None or theirs is None:
-        return {"value": "–", "interval": "", "kind": ""}
+        return {"value": "–", "interval": "", "kind": "", "title": ""}
     delta = ours.value - theirs.value
     record, sign = _PAIRED.get(metric, ("", 1))
     paired = headline.get(name, {}).get(record)

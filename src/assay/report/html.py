@@ -254,7 +254,15 @@ def _check_section(data: ReportData, check: str, names: Sequence[str], style: Pl
         if (split, view) != ("test", "clean"):
             drawn = replace(drawn, title=f"{drawn.title} ({view}, {split})")
         figures.append(drawn)
-    return {"name": check, "columns": columns, "rows": rows, "figures": figures, "skipped": skipped}
+    warnings = _said(records, "warnings")
+    return {"name": check, "columns": columns, "rows": rows, "figures": figures, "skipped": skipped,
+            "warnings": warnings, "notes": [n for n in _said(records, "notes") if n not in warnings]}
+
+
+def _said(records: Sequence[Evidence], key: str) -> list[dict[str, str]]:
+    """Each candidate's ``details[key]`` sentences (warnings, notes), once each: a pair of records may repeat them."""
+    seen = dict.fromkeys((e.candidate, str(text)) for e in records for text in e.details.get(key) or ())
+    return [{"candidate": c, "text": t} for c, t in seen]
 
 
 def _decision(data: ReportData, names: Sequence[str]) -> dict[str, Any] | None:
