@@ -110,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     logger = logging.getLogger("assay")
     saved = logger.level, logger.propagate
     handler = _log_to_stderr(args)
+    import warnings
+
+    shown = warnings.formatwarning
+    warnings.formatwarning = lambda message, *rest, **kw: f"assay: warning: {message}\n"  # one line, as errors are
     try:
         return _COMMANDS[args.command](args)
     except AssayError as error:
@@ -125,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout at exit; let that go nowhere
         return 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
     finally:
+        warnings.formatwarning = shown
         logger.removeHandler(handler)
         logger.setLevel(saved[0])
         logger.propagate = saved[1]

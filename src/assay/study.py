@@ -13,6 +13,7 @@ predictions already on disk are read back.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import platform
 import sys
 import time
@@ -32,6 +33,8 @@ from .resolve import validate_against_task
 from .select import Decision, select
 from .spec import StudySpec, load_study, positive_int
 from .store import Store
+
+_log = logging.getLogger("assay")
 
 
 def load_task(table: Mapping[str, Any], *, base_dir: Path, seed: int, where: str = "[task]") -> Task:
@@ -143,6 +146,7 @@ class Study:
         started = time.perf_counter()
         candidates, failed = self._make_candidates(task, run_id, on_epoch_end)
         timings["make_s"] = time.perf_counter() - started
+        _log.info("candidates: %d made, %d failed (%.1f s)", len(candidates), len(failed), timings["make_s"])
 
         started = time.perf_counter()
         cache = PredictionCache(run_dir / "predictions", device=self.device, seed=self.seed)
@@ -152,6 +156,7 @@ class Study:
             store.save_evidence(run_id, evidence)
         timings["evaluate_s"] = time.perf_counter() - started
         timings["forward_s"] = cache.forward_seconds
+        _log.info("checks: %d evidence records (%.1f s)", len(evidence), timings["evaluate_s"])
 
         draws = {r.name: r.name.rsplit(".draw", 1)[0] for r in spec.recipes if r.draw}
         decision = select(evidence, [r.name for r in spec.recipes], spec.policy, failed=failed, draws=draws)
@@ -160,6 +165,7 @@ class Study:
         started = time.perf_counter()
         report, card = build_report(store, run_id)
         timings["report_s"] = time.perf_counter() - started
+        _log.info("report: %s (%.1f s)", report, timings["report_s"])
         descriptions = store.candidate_descriptions(run_id, candidates)
         return StudyResult(run_id, run_dir, decision, descriptions, evidence, exit_code, report, card, resumed, timings)
 

@@ -94,7 +94,7 @@ class Fairness(Check):
         task = context.task
         groups = context.data.groups
         if not groups:
-            return [self.skipped(candidate, "the task has no group attribute; add groups = [\"column\"] to [task] to measure fairness")]
+            return [self.skipped(candidate, f"the task has no group attribute; {task.groups_hint()} to measure fairness")]
         attribute = self.group or next(iter(groups))
         if attribute not in groups:
             return [self.skipped(candidate, f"group attribute '{attribute}' is not in the task (it has {', '.join(groups)})")]
