@@ -14,28 +14,20 @@ from assay.checks.stats import (
 )
 
 
+@pytest.mark.parametrize("method", ["wilson", "exact"])
 @pytest.mark.parametrize("n", [1, 4, 7, 20, 269, 1000])
-def test_wilson_equals_scipy_for_every_count(n):
+def test_proportion_intervals_equal_scipy_for_every_count(n, method):
+    """Wilson and Clopper-Pearson ("exact") against scipy's binomtest, at every count and two levels."""
+    interval = wilson_interval if method == "wilson" else proportion_interval
     counts = np.arange(n + 1)
-    low, high = wilson_interval(counts, np.full(n + 1, n))
+    low, high = interval(counts, np.full(n + 1, n))
     for x in counts:
-        reference = binomtest(int(x), n).proportion_ci(confidence_level=0.95, method="wilson")
+        reference = binomtest(int(x), n).proportion_ci(confidence_level=0.95, method=method)
         assert (low[x], high[x]) == pytest.approx((reference.low, reference.high), abs=1e-12)
         assert 0.0 <= low[x] <= x / n <= high[x] <= 1.0
-    assert wilson_interval(3, 7) == pytest.approx(tuple(binomtest(3, 7).proportion_ci(method="wilson")), abs=1e-12)
-    assert wilson_interval(3, 7, level=0.8) == pytest.approx(tuple(binomtest(3, 7).proportion_ci(0.8, method="wilson")), abs=1e-12)
-
-
-@pytest.mark.parametrize("n", [1, 4, 7, 20, 269, 1000])
-def test_clopper_pearson_equals_scipy_for_every_count(n):
-    counts = np.arange(n + 1)
-    low, high = proportion_interval(counts, np.full(n + 1, n))
-    for x in counts:
-        reference = binomtest(int(x), n).proportion_ci(confidence_level=0.95, method="exact")
-        assert (low[x], high[x]) == pytest.approx((reference.low, reference.high), abs=1e-12)
-        assert 0.0 <= low[x] <= x / n <= high[x] <= 1.0
-    assert proportion_interval(3, 7, level=0.8) == pytest.approx(tuple(binomtest(3, 7).proportion_ci(0.8, method="exact")), abs=1e-12)
-    assert proportion_interval(0, 0) == (0.0, 1.0)
+    assert interval(3, 7) == pytest.approx(tuple(binomtest(3, 7).proportion_ci(method=method)), abs=1e-12)
+    assert interval(3, 7, level=0.8) == pytest.approx(tuple(binomtest(3, 7).proportion_ci(0.8, method=method)), abs=1e-12)
+    assert interval(0, 0) == (0.0, 1.0)
 
 
 def test_exact_interval_never_claims_certainty():
