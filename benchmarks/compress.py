@@ -29,7 +29,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from assay.checks.efficiency import time_calls
-from assay.checks.stats import mean_interval
+from assay.stats import mean_interval
 from assay.models.inputs import as_input
 from assay.recipes import RecipeContext, make_recipe
 from assay.study import load_task

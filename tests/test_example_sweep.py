@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from assay.checks.base import SKIPPED, Evidence
+from assay.evidence import SKIPPED, Evidence
 from assay.spec import load_study
 from assay.study import Study
 

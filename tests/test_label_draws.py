@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from assay.checks.base import Evidence
+from assay.evidence import Evidence
 from assay.errors import SpecError
-from assay.checks.stats import t_interval
+from assay.stats import t_interval
 from assay.report.label_efficiency import label_efficiency_section, label_points, paired_gaps
 from assay.spec import parse_study
 from assay.study import Study, load_task

@@ -31,7 +31,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-from .checks.base import Evidence
+from .evidence import Evidence
 from .errors import SpecError, did_you_mean
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
@@ -270,7 +270,7 @@ def _by_recipe(
     """Replace the draws of each repeated recipe by one entry: every metric's mean over draws, with its t-interval."""
     from dataclasses import replace
 
-    from .checks.stats import t_interval
+    from .stats import t_interval
 
     members: dict[str, list[str]] = {}
     for name in candidates:

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checks.base import ALWAYS_RUN, CheckContext, Evidence, make_check
+from .checks.base import ALWAYS_RUN, CheckContext, make_check
+from .evidence import Evidence
 from .checks.predictions import PredictionCache
 from .data.task import Task
 from .errors import SpecError

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from assay.checks.baseline import majority_class
-from assay.checks.stats import paired_difference_interval
+from assay.stats import paired_difference_interval
 from assay.checks.base import make_check
 
 

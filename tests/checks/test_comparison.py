@@ -65,7 +65,7 @@ def test_a_child_identical_to_its_parent_is_not_certain_to_be_identical(cnn, con
     """Same predictions on these 269 examples: the drop is 0, and its interval says how much the next examples may differ."""
     from dataclasses import replace
 
-    from assay.checks.stats import paired_difference_interval
+    from assay.stats import paired_difference_interval
     from assay.models.candidate import Candidate
 
     twin = Candidate("cnn-twin", cnn.model, replace(cnn.provenance, recipe="quantize", parent="cnn"), training={})

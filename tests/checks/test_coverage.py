@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from assay.checks.calibration import _bins, ece_interval
-from assay.checks.stats import bootstrap, bootstrap_interval, paired_difference_interval, percentile_interval, proportion_interval
+from assay.stats import bootstrap, bootstrap_interval, paired_difference_interval, percentile_interval, proportion_interval
 
 REPS = 1000
 FLOOR = 0.93
@@ -94,7 +94,7 @@ def test_ece_interval_covers_the_true_ece(name):
     ((0.40, 0.97), (43, 314)),  # an imbalanced table: few positives, found poorly
 ])
 def test_balanced_accuracy_interval_covers(recalls, support):
-    from assay.checks.stats import mean_of_proportions_interval
+    from assay.stats import mean_of_proportions_interval
 
     recalls = np.asarray(recalls)
     support = np.broadcast_to(support, recalls.shape)

@@ -85,7 +85,7 @@ def test_group_rates_get_exact_intervals_and_a_rate_from_few_examples_is_wide(ml
 def test_a_false_positive_rate_of_four_out_of_four_is_not_certain():
     """Seen in issue 9: an FPR of 1.0 [1.0, 1.0] from 4 negatives."""
     from assay.checks.fairness import group_counts
-    from assay.checks.stats import proportion_interval
+    from assay.stats import proportion_interval
 
     y = np.array([1] * 16 + [0] * 4 + [1] * 10 + [0] * 10)
     yhat = np.array([1] * 16 + [1] * 4 + [1] * 10 + [0] * 10)

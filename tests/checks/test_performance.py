@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score
 
 from assay.checks.performance import Performance, accuracy, macro_f1, per_class_recall
-from assay.checks.stats import confusion_matrices
+from assay.stats import confusion_matrices
 
 
 def _by_metric(evidence):
@@ -46,7 +46,7 @@ def test_intervals_contain_the_value_and_are_seeded(mlp, context):
 
 def test_bootstrap_interval_matches_a_plain_loop(mlp, context):
     """The vectorised bootstrap gives exactly what resampling one by one gives."""
-    from assay.checks.stats import bootstrap
+    from assay.stats import bootstrap
 
     p = context.predict(mlp)
     correct = (p.predicted == p.labels).astype(float)

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from assay.checks.slices import holm, metadata_slices, proportion_interval
+from assay.checks.slices import metadata_slices
+from assay.stats import holm, proportion_interval
 
 
 def test_slice_interval_known_values():

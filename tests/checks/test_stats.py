@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest, norm
 
-from assay.checks.stats import (
+from assay.stats import (
     bootstrap,
     bootstrap_interval,
     paired_difference_interval,
@@ -109,7 +109,7 @@ def test_newcombe_does_not_claim_certainty_when_models_agree():
 
 
 def test_mean_of_proportions_follows_price_and_bonett():
-    from assay.checks.stats import mean_of_proportions_interval
+    from assay.stats import mean_of_proportions_interval
 
     # K = 2, 8 of 10 and 3 of 10: p~ = 9/12 and 4/12, centre 0.541667, half-width 1.96 * sqrt(0.0341435) / 2.
     mean, low, high = mean_of_proportions_interval([8, 3], [10, 10])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from assay.checks.base import Evidence
+from assay.evidence import Evidence
 from assay.report.plots import render
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assay.checks.base import SKIPPED, Evidence
+from assay.evidence import SKIPPED, Evidence
 from assay.report import FIGURES, ReportData, render_html, render_model_card, write_report
 from assay.select import Decision, GateResult
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import SpecError, did_you_mean
+from ..evidence import SKIPPED, Evidence
 
 if TYPE_CHECKING:
     from ..data.task import Split, Task
@@ -22,62 +23,7 @@ if TYPE_CHECKING:
     from .predictions import PredictionCache, Predictions
 
 
-SKIPPED = "skipped"  # the metric name of a record saying a check did not apply
 ALWAYS_RUN = ("baseline",)  # checks every study runs, whatever its [checks] run list says
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """One measured fact about one candidate.
-
-    Attributes:
-        check: the check that measured it, e.g. ``"calibration"``.
-        metric: the metric's name, the same string in store, report and policy.
-        candidate: the candidate's name in the study.
-        value: the point estimate.
-        low, high: the 95% interval (``None`` when none applies).
-        higher_is_better: direction for ranking (``None``: informational).
-        split, view: what data it was measured on.
-        details: JSON-able data behind the number (per class, bins, ...).
-        figures: names of the plots the report draws from ``details``.
-    """
-
-    check: str
-    metric: str
-    candidate: str
-    value: float
-    low: float | None = None
-    high: float | None = None
-    higher_is_better: bool | None = None
-    split: str = "test"
-    view: str = "clean"
-    details: Mapping[str, Any] = field(default_factory=dict)
-    figures: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["figures"] = list(self.figures)
-        out["details"] = dict(self.details)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Evidence:
-        return cls(**{**data, "figures": tuple(data.get("figures", ()))})
-
-    def interval_text(self, digits: int = 3) -> str:
-        """``0.981 [0.967, 0.993]`` or just the value (bounds without thousands commas, so the comma separates them)."""
-        text = _fmt(self.value, digits)
-        if self.low is not None and self.high is not None:
-            text += f" [{_fmt(self.low, digits, commas=False)}, {_fmt(self.high, digits, commas=False)}]"
-        return text
-
-
-def _fmt(x: float, digits: int, commas: bool = True) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    if abs(x) >= 1000 or (float(x).is_integer() and abs(x) >= 2):
-        return f"{x:,.0f}" if commas else f"{x:.0f}"
-    return f"{x:.{digits}g}" if 0 < abs(x) < 0.001 else f"{x:.{digits}f}"
 
 
 @dataclass

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Check, CheckContext, Evidence, register_check
-from .stats import paired_difference_interval, proportion_interval
+from ..stats import paired_difference_interval, proportion_interval
 
 
 def majority_class(labels: np.ndarray, num_classes: int) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Check, CheckContext, Evidence, register_check
-from .stats import bootstrap, bootstrap_interval
+from ..stats import bootstrap, bootstrap_interval
 
 
 def _bins(confidence: np.ndarray, n_bins: int) -> np.ndarray:

@@ -14,6 +14,8 @@ the error rate each), which holds at any bias.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from scipy.stats import binomtest
 
@@ -21,7 +23,7 @@ from .base import Check, CheckContext, Evidence, register_check
 from .calibration import brier_loss, ece_batched, ece_deviation_draws, nll_loss
 from .fairness import disparities, group_rates
 from .performance import macro_f1
-from .stats import bootstrap, bootstrap_interval, confusion_matrices, paired_difference_interval
+from ..stats import bootstrap, bootstrap_interval, confusion_matrices, paired_difference_interval
 
 ECE_BINS = 15  # the calibration check's default, so the paired rise matches its ECE
 
@@ -174,7 +176,7 @@ class Comparison(Check):
             out.append(self.evidence(candidate, "worst_group_accuracy_drop", full[2], (low[2], high[2]), view=f"group:{attribute}",
                                      details={"against": base.name, "attribute": attribute, "verdict": verdict(low[2], high[2]),
                                               "per_group": per_group, "harmed_groups": [row["name"] for row in per_group if row["flagged"]]}))
-        return out
+        return [replace(e, reference=base.name) for e in out]
 
     def _harm(self, names, drops, lows, highs, overall: float) -> list[dict]:
         """Per-class (or per-group) drops, flagged where one loses more than ``harm_multiple`` times the overall drop.

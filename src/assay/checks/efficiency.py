@@ -26,7 +26,7 @@ import torch
 from ..models.inputs import as_input
 from .base import Check, CheckContext, Evidence, register_check
 from .energy import GRID_G_PER_KWH, co2e_grams, power_model, rapl_joules
-from .stats import bootstrap, bootstrap_interval
+from ..stats import bootstrap, bootstrap_interval
 
 
 def time_calls(fn, *, warmup: int, repeats: int, device: torch.device, budget_s: float = 5.0, minimum: int = 5) -> np.ndarray:

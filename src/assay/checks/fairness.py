@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 
 from .base import Check, CheckContext, Evidence, register_check
-from .stats import bootstrap, bootstrap_interval, proportion_interval
+from ..stats import bootstrap, bootstrap_interval, proportion_interval
 
 RATES = ("accuracy", "tpr", "fpr", "selection_rate")
 

@@ -30,7 +30,7 @@ from scipy.special import logsumexp
 from scipy.stats import rankdata
 
 from .base import Check, CheckContext, Evidence, register_check
-from .stats import bootstrap_interval
+from ..stats import bootstrap_interval
 
 SCORES = ("msp", "max_logit", "energy", "mahalanobis", "knn")
 NEAR, FAR, USER = ("holdout",), ("noise", "inverted"), ("user",)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Check, CheckContext, Evidence, register_check
-from .stats import bootstrap, bootstrap_interval, confusion_matrices, mean_of_proportions_interval, proportion_interval
+from ..stats import bootstrap, bootstrap_interval, confusion_matrices, mean_of_proportions_interval, proportion_interval
 
 
 def accuracy(cm: np.ndarray) -> np.ndarray:

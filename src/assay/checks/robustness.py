@@ -26,7 +26,7 @@ import numpy as np
 
 from ..data.corruptions import CORRUPTIONS, SEVERITIES
 from .base import Check, CheckContext, Evidence, register_check
-from .stats import bootstrap, bootstrap_interval, resample_counts
+from ..stats import bootstrap, bootstrap_interval, resample_counts
 
 
 def corruption_errors(errors: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> dict[str, float]:

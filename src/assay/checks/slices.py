@@ -15,17 +15,8 @@ import numpy as np
 from scipy.stats import binomtest
 
 from .base import Check, CheckContext, Evidence, register_check
-from .stats import proportion_interval
+from ..stats import holm, proportion_interval
 
-
-def holm(pvalues: np.ndarray) -> np.ndarray:
-    """Holm-Bonferroni adjusted p-values (monotone, capped at 1)."""
-    m = len(pvalues)
-    order = np.argsort(pvalues)
-    adjusted = np.maximum.accumulate((m - np.arange(m)) * pvalues[order])
-    out = np.empty(m)
-    out[order] = np.minimum(adjusted, 1.0)
-    return out
 
 
 def metadata_slices(meta: dict[str, np.ndarray], max_categories: int = 20) -> dict[str, np.ndarray]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..checks.base import Evidence
+from ..evidence import Evidence
 from .plots import PlotStyle, _legend_above, register_figure
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..checks.base import Evidence
+from ..evidence import Evidence
 from .data import ReportData, arrow, fmt_number
 from .plots import PlotStyle, render
 

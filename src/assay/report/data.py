@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..checks.base import SKIPPED, Evidence
+from ..evidence import SKIPPED, Evidence
 from ..select import Decision
 
 # After the policy's own metrics, the summary shows these when measured.

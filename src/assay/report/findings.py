@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from ..checks.base import Evidence
+from ..evidence import Evidence
 
 Finder = Callable[[Mapping[str, Evidence]], str]
 

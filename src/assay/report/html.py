@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..checks.base import Evidence
+from ..evidence import Evidence
 from .data import (
     ReportData,
     arch_text,

@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..checks.base import Evidence
-from ..checks.stats import t_interval
+from ..evidence import Evidence
+from ..stats import t_interval
 from .data import fmt_number
 
 _LABEL_KEYS = ("labels_per_class", "label_draw")

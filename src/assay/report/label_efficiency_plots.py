@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..checks.base import Evidence
+from ..evidence import Evidence
 from .label_efficiency import full_count, label_points
 from .plots import PALETTE, TITLES, Rendered, draw
 

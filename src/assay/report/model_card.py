@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from ..checks.base import Evidence
+from ..evidence import Evidence
 from .data import ReportData, arch_text, failed_gates, fmt_number, fmt_time, gate_status, policy_metrics
 
 # Checks whose absence limits what the card may claim, and what each would have covered.

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..checks.base import Evidence
+from ..evidence import Evidence
 from .data import ordered
 
 if TYPE_CHECKING:

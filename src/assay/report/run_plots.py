@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..checks.base import Evidence
+from ..evidence import Evidence
 from ..select import Decision
 from .data import objectives, ordered
 from .plots import TITLES, PlotStyle, Rendered, draw
