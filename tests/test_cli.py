@@ -124,3 +124,22 @@ def test_threads_sets_torch_and_blas_and_defaults_to_one():
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(before)
+
+
+@pytest.mark.parametrize("argv", [
+    ["--out", "elsewhere", "--quiet", "--seed", "3", "--threads", "2", "run", "s.toml"],
+    ["run", "s.toml", "--out", "elsewhere", "--quiet", "--seed", "3", "--threads", "2"],
+])
+def test_common_options_hold_before_or_after_the_command(argv):
+    """argparse lets a subcommand's defaults overwrite options given before it; assay's do not."""
+    from assay.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert (args.out, args.quiet, args.seed, args.threads) == ("elsewhere", True, 3, 2)
+
+
+def test_common_options_default_when_absent():
+    from assay.cli import build_parser
+
+    args = build_parser().parse_args(["run", "s.toml"])
+    assert (args.out, args.quiet, args.seed, args.threads, args.device, args.debug) == ("runs", False, None, None, "auto", False)

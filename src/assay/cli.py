@@ -50,22 +50,28 @@ def _threads(text: str) -> int:
     return value
 
 
-def _common() -> argparse.ArgumentParser:
+def _common(suppress: bool = False) -> argparse.ArgumentParser:
+    """The options every command takes. A subcommand's copy has no defaults (``suppress``), so
+    ``assay --out X run ...`` keeps X instead of the subcommand resetting it to the default."""
     common = _Parser(add_help=False)
-    common.add_argument("--out", default="runs", metavar="DIR", help="runs folder holding run folders and index.db (default: runs)")
-    common.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
-    common.add_argument("--seed", type=_seed, default=None, help="override the study file's seed (0 to 4294967295)")
-    common.add_argument("--threads", type=_threads, default=None, metavar="N",
+
+    def default(value):
+        return argparse.SUPPRESS if suppress else value
+
+    common.add_argument("--out", default=default("runs"), metavar="DIR", help="runs folder holding run folders and index.db (default: runs)")
+    common.add_argument("--device", default=default("auto"), help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
+    common.add_argument("--seed", type=_seed, default=default(None), help="override the study file's seed (0 to 4294967295)")
+    common.add_argument("--threads", type=_threads, default=default(None), metavar="N",
                         help=f"CPU threads for torch and BLAS (default: {DEFAULT_THREADS}, measured fastest for assay's small models on a busy machine)")
-    common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    common.add_argument("--quiet", action="store_true", help="no progress output (bars on a terminal, one line per stage otherwise)")
+    common.add_argument("--debug", action="store_true", default=default(False), help="show tracebacks for errors")
+    common.add_argument("--quiet", action="store_true", default=default(False), help="no progress output (bars on a terminal, one line per stage otherwise)")
     return common
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    common = _common()
+    common, sub_common = _common(), _common(suppress=True)
     parser = _Parser(
         prog="assay",
         description="Which model should I ship for this task, and what is the evidence? "
@@ -74,13 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"assay {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser("demo", parents=[common], help="run the bundled digits study (examples/digits.toml)",
+    demo = sub.add_parser("demo", parents=[sub_common], help="run the bundled digits study (examples/digits.toml)",
                           description="Train an MLP and a CNN on scikit-learn's digits, quantize the CNN, check all three, pick one, write the report.")
     demo.add_argument("--new", action="store_true", help="start a new run instead of resuming an unfinished one")
-    run = sub.add_parser("run", parents=[common], help="run a study file", description="Run a study file: make candidates, check them, decide, report.")
+    run = sub.add_parser("run", parents=[sub_common], help="run a study file", description="Run a study file: make candidates, check them, decide, report.")
     run.add_argument("study", type=Path, help="the study file (TOML)")
     run.add_argument("--new", action="store_true", help="start a new run instead of resuming an unfinished one")
-    compress = sub.add_parser("compress", parents=[common], help="compress a saved model and judge every variant",
+    compress = sub.add_parser("compress", parents=[sub_common], help="compress a saved model and judge every variant",
                               description="Quantize, prune, distil and export a saved model (NAME.safetensors + NAME.json, or a .onnx file), "
                               "run the whole battery on every variant against it, and pick the fastest, smallest one that keeps its accuracy. "
                               "The study it runs is written beside the runs folder, to edit and re-run with 'assay run'.")
@@ -88,10 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--task", required=True, help="a builtin task name (e.g. digits) or a data path the model was trained for")
     compress.add_argument("--max-drop", type=float, default=0.01, metavar="D", help="largest accuracy drop a variant may have against the model (default: 0.01)")
     compress.add_argument("--new", action="store_true", help="start a new run instead of resuming an unfinished one")
-    sub.add_parser("runs", parents=[common], help="list stored runs", description="List the runs in the runs folder, newest first.")
-    show = sub.add_parser("show", parents=[common], help="print a run's summary", description="Print a run's evidence table and decision.")
+    sub.add_parser("runs", parents=[sub_common], help="list stored runs", description="List the runs in the runs folder, newest first.")
+    show = sub.add_parser("show", parents=[sub_common], help="print a run's summary", description="Print a run's evidence table and decision.")
     show.add_argument("run", help="run id, unique prefix, or 'latest'")
-    report = sub.add_parser("report", parents=[common], help="rebuild a run's report and model card", description="Rebuild report.html and model_card.md from the store.")
+    report = sub.add_parser("report", parents=[sub_common], help="rebuild a run's report and model card", description="Rebuild report.html and model_card.md from the store.")
     report.add_argument("run", help="run id, unique prefix, or 'latest'")
     return parser
 
