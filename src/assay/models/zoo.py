@@ -20,6 +20,7 @@ from ..errors import SpecError, did_you_mean
 from .classifier import Classifier
 from .pretrained import pretrained
 from .sequence import gru, transformer
+from .trees import trees
 
 
 def mlp(
@@ -71,7 +72,10 @@ def cnn(
     return Classifier(nn.Sequential(*layers), nn.Linear(c, num_classes))
 
 
-ARCHITECTURES: dict[str, Callable[..., Classifier]] = {"mlp": mlp, "cnn": cnn, "gru": gru, "transformer": transformer, "pretrained": pretrained}
+ARCHITECTURES: dict[str, Callable[..., Classifier]] = {
+    "mlp": mlp, "cnn": cnn, "gru": gru, "transformer": transformer, "pretrained": pretrained,
+    "trees": trees,  # a fitted tree ensemble (recipes/sklearn.py), not trained by the loop
+}
 TOKEN_ARCHITECTURES = ("gru", "transformer")  # the ones that read token ids
 
 

@@ -1,21 +1,28 @@
-"""The ``sklearn`` recipe: the classic baseline a deep model must beat.
+"""The ``sklearn`` recipe: the classic baselines a deep model must beat.
 
 Study file::
 
     [[recipe]]
     name = "logreg"
     kind = "sklearn"
-    estimator = "logistic_regression"
+    estimator = "logistic_regression"     # or "gradient_boosting"
 
-scikit-learn's L2-regularised logistic regression, fitted on the same rows and
-encoded columns the networks get (the task's ``TablePipeline`` output, or any
-flattened input), with the inverse regularisation strength ``C`` chosen by
-log-loss on the validation split from a grid (or fixed by the study). The
-fitted coefficients become an ``mlp`` with no hidden layer — ``Flatten`` then
-``Linear`` — so the candidate is an ordinary PyTorch model: saved as
-safetensors, differentiable for the gradient-based checks, exported and
-quantized like any other. Its probabilities equal scikit-learn's
-``predict_proba`` (tested to 1e-5).
+Both are fitted on the same rows and encoded columns the networks get (the
+task's ``TablePipeline`` output, or any flattened input), with their one
+capacity setting chosen on the validation split by log-loss, and become
+ordinary PyTorch candidates — saved as safetensors, run on any device, read by
+every check:
+
+* ``logistic_regression``: L2-regularised, ``C`` chosen from ``C_GRID`` (or
+  fixed by the study). The coefficients become an ``mlp`` with no hidden
+  layer, differentiable for the gradient-based checks;
+* ``gradient_boosting``: ``HistGradientBoostingClassifier`` with up to
+  ``max_iter`` boosting rounds, the number kept chosen on validation
+  log-loss (scikit-learn's own early stopping would hold out part of train).
+  The trees become a ``trees`` model (``models/trees.py``), piecewise
+  constant, so its input gradients are zero.
+
+Probabilities equal scikit-learn's ``predict_proba`` (tested to 1e-5).
 """
 
 from __future__ import annotations
@@ -30,10 +37,12 @@ import torch
 from ..errors import SpecError
 from ..models import zoo
 from ..models.candidate import Candidate, Provenance
+from ..models.trees import below_float32
 from .base import Recipe, RecipeContext, register_recipe
 
-ESTIMATORS = ("logistic_regression",)
+ESTIMATORS = ("logistic_regression", "gradient_boosting")
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
+DEFAULT_MAX_ITER = {"logistic_regression": 2000, "gradient_boosting": 200}
 _ABSENT_LOGIT = -30.0  # a class missing from train gets a probability of about e^-30
 
 
@@ -42,58 +51,131 @@ class Sklearn(Recipe):
     """A scikit-learn estimator as a candidate, fitted on the task's encoded inputs.
 
     Args:
-        estimator: ``"logistic_regression"``.
-        C: inverse regularisation strength; ``None`` picks it on validation
-            log-loss from ``C_GRID``.
-        max_iter: the solver's iteration limit.
+        estimator: ``"logistic_regression"`` or ``"gradient_boosting"``.
+        C: logistic regression's inverse regularisation strength; ``None``
+            picks it on validation log-loss from ``C_GRID``.
+        max_iter: the solver's iteration limit (logistic regression, default
+            2000) or the most boosting rounds (gradient boosting, default 200).
+        learning_rate: gradient boosting's shrinkage.
+        max_leaf_nodes: gradient boosting's leaves per tree.
     """
 
     kind = "sklearn"
 
-    def __init__(self, *, estimator: str = "logistic_regression", C: float | None = None, max_iter: int = 2000) -> None:
+    def __init__(self, *, estimator: str = "logistic_regression", C: float | None = None, max_iter: int | None = None,
+                 learning_rate: float = 0.1, max_leaf_nodes: int = 31) -> None:
         if estimator not in ESTIMATORS:
             from ..errors import did_you_mean
 
             raise ValueError(f"unknown estimator '{estimator}'{did_you_mean(estimator, ESTIMATORS)}; available: {', '.join(ESTIMATORS)}")
         if C is not None and not (math.isfinite(C) and C > 0):
             raise ValueError(f"'C' must be a positive finite number, got {C}")
-        if max_iter < 1:
+        if C is not None and estimator != "logistic_regression":
+            raise ValueError(f"'C' applies to estimator = \"logistic_regression\" only; remove it for '{estimator}'")
+        if max_iter is not None and max_iter < 1:
             raise ValueError(f"'max_iter' must be at least 1, got {max_iter}")
+        if not (math.isfinite(learning_rate) and 0 < learning_rate <= 1):
+            raise ValueError(f"'learning_rate' must be in (0, 1], got {learning_rate}")
+        if max_leaf_nodes < 2:
+            raise ValueError(f"'max_leaf_nodes' must be at least 2, got {max_leaf_nodes}")
         self.estimator, self.C, self.max_iter = estimator, C, max_iter
+        self.learning_rate, self.max_leaf_nodes = learning_rate, max_leaf_nodes
 
     def make(self, name: str, context: RecipeContext) -> Candidate:
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.metrics import log_loss
         from threadpoolctl import threadpool_limits
 
         task = context.task
         if task.modality == "text":
             raise SpecError(f"[[recipe]] '{name}': kind = \"sklearn\" reads numeric inputs, and text is token ids; use kind = \"train\" or \"transfer\"")
-        x, y = _flat(task.train.x), np.asarray(task.train.y)
-        xv, yv = _flat(task.val.x), np.asarray(task.val.y)
-        classes = np.arange(task.num_classes)
         started = time.perf_counter()
+        with threadpool_limits(limits=1):  # BLAS and OpenMP threads beside torch's pool slow scikit-learn many-fold on a small machine
+            fit = self._logistic if self.estimator == "logistic_regression" else self._boosting
+            net, arch, training = fit(name, context)
+        net.eval()
+        arch = {"input_shape": list(task.input_shape), "num_classes": task.num_classes, **arch}
+        provenance = Provenance(recipe=self.kind, arch=arch, config=self.params(), seed=context.seed, data_hash=task.digest())
+        return Candidate(name, net, provenance, training={"train_seconds": round(time.perf_counter() - started, 3), **training})
+
+    def _logistic(self, name: str, context: RecipeContext):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import log_loss
+
+        task = context.task
+        x, y, xv, yv = _flat(task.train.x), np.asarray(task.train.y), _flat(task.val.x), np.asarray(task.val.y)
+        max_iter = self.max_iter or DEFAULT_MAX_ITER[self.estimator]
         scores: dict[str, float] = {}
         best = None
-        with threadpool_limits(limits=1):  # BLAS threads beside torch's pool slow scikit-learn many-fold on a small machine
-            for c in (self.C,) if self.C is not None else C_GRID:
-                model = LogisticRegression(C=c, max_iter=self.max_iter, random_state=context.seed).fit(x, y)
-                loss = log_loss(yv, _full_proba(model, xv, task.num_classes), labels=classes)
-                scores[f"{c:g}"] = float(loss)
-                if best is None or loss < best[0] - 1e-12:
-                    best = (loss, c, model)
+        for c in (self.C,) if self.C is not None else C_GRID:
+            model = LogisticRegression(C=c, max_iter=max_iter, random_state=context.seed).fit(x, y)
+            loss = log_loss(yv, _full_proba(model.predict_proba(xv), model.classes_, task.num_classes), labels=np.arange(task.num_classes))
+            scores[f"{c:g}"] = float(loss)
+            if best is None or loss < best[0] - 1e-12:
+                best = (loss, c, model)
         _, c, model = best
         net = zoo.build("mlp", input_shape=task.input_shape, num_classes=task.num_classes, hidden=[], where=f"[[recipe]] '{name}'")
         weight, bias = _linear_head(model, x.shape[1], task.num_classes)
         with torch.no_grad():
             net.head.weight.copy_(torch.from_numpy(weight))
             net.head.bias.copy_(torch.from_numpy(bias))
-        net.eval()
-        arch = {"name": "mlp", "input_shape": list(task.input_shape), "num_classes": task.num_classes, "hidden": []}
-        provenance = Provenance(recipe=self.kind, arch=arch, config=self.params(), seed=context.seed, data_hash=task.digest())
-        training = {"train_seconds": round(time.perf_counter() - started, 3), "C": c, "val_log_loss_by_C": scores,
-                    "converged": bool(np.all(model.n_iter_ < self.max_iter)), "library": "scikit-learn LogisticRegression (lbfgs)"}
-        return Candidate(name, net, provenance, training=training)
+        training = {"C": c, "val_log_loss_by_C": scores, "converged": bool(np.all(model.n_iter_ < max_iter)),
+                    "library": "scikit-learn LogisticRegression (lbfgs)"}
+        return net, {"name": "mlp", "hidden": []}, training
+
+    def _boosting(self, name: str, context: RecipeContext):
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        from sklearn.metrics import log_loss
+
+        task = context.task
+        x, y, xv, yv = _flat(task.train.x), np.asarray(task.train.y), _flat(task.val.x), np.asarray(task.val.y)
+        model = HistGradientBoostingClassifier(max_iter=self.max_iter or DEFAULT_MAX_ITER[self.estimator], learning_rate=self.learning_rate,
+                                               max_leaf_nodes=self.max_leaf_nodes, early_stopping=False, random_state=context.seed).fit(x, y)
+        labels = np.arange(task.num_classes)
+        losses = [float(log_loss(yv, _full_proba(p, model.classes_, task.num_classes), labels=labels)) for p in model.staged_predict_proba(xv)]
+        rounds = int(np.argmin(losses)) + 1  # the first of equal losses: the smaller model
+        net, arch = tree_candidate(model, rounds, task.input_shape, task.num_classes)
+        training = {"rounds": rounds, "rounds_fitted": len(losses), "val_log_loss_by_round": [round(v, 6) for v in losses],
+                    "library": "scikit-learn HistGradientBoostingClassifier"}
+        return net, arch, training
+
+
+def tree_candidate(model, rounds: int, input_shape: Sequence[int], num_classes: int):
+    """The first ``rounds`` boosting rounds of a fitted ``HistGradientBoostingClassifier`` as a ``trees`` model, and its arch.
+
+    Reads the fitted trees' node arrays (``_predictors``, ``_baseline_prediction``: scikit-learn's
+    private layout, which the recipe's test checks against ``predict_proba``).
+    """
+    trees = [tree for iteration in model._predictors[:rounds] for tree in iteration]
+    if any(tree.nodes["is_categorical"].any() for tree in trees):
+        raise SpecError("gradient_boosting: categorical splits are not supported; give the model one-hot encoded columns")
+    per_round = len(model._predictors[0])  # 1 for two classes (the log-odds of classes_[1]), else one tree per class
+    width, depth = max(len(t.nodes) for t in trees), int(max(t.nodes["depth"].max() for t in trees))
+    arch = {"name": "trees", "n_trees": len(trees), "n_nodes": width, "depth": depth}
+    net = zoo.build("trees", input_shape=input_shape, num_classes=num_classes, **{k: v for k, v in arch.items() if k != "name"})
+    body = net.body
+    with torch.no_grad():
+        for i, tree in enumerate(trees):
+            nodes, m = tree.nodes, len(tree.nodes)
+            own = np.arange(m)
+            leaf = nodes["is_leaf"].astype(bool)
+            body.feature[i, :m] = torch.from_numpy(np.where(leaf, 0, nodes["feature_idx"]).astype(np.int64))
+            body.threshold[i, :m] = torch.from_numpy(below_float32(nodes["num_threshold"]))
+            body.left[i, :m] = torch.from_numpy(np.where(leaf, own, nodes["left"]).astype(np.int64))  # a leaf points to itself
+            body.right[i, :m] = torch.from_numpy(np.where(leaf, own, nodes["right"]).astype(np.int64))
+            body.value[i, :m] = torch.from_numpy(nodes["value"].astype(np.float32))
+            body.missing_left[i, :m] = torch.from_numpy(nodes["missing_go_to_left"].astype(bool))
+        weight = torch.zeros(num_classes, len(trees))
+        bias = torch.full((num_classes,), _ABSENT_LOGIT)
+        classes, baseline = model.classes_, np.asarray(model._baseline_prediction).ravel()
+        if per_round == 1:
+            bias[classes[0]], bias[classes[1]] = 0.0, float(baseline[0])
+            weight[classes[1]] = 1.0
+        else:
+            for j, k in enumerate(classes):
+                bias[k] = float(baseline[j])
+                weight[k, j::per_round] = 1.0
+        net.head.weight.copy_(weight)
+        net.head.bias.copy_(bias)
+    return net, arch
 
 
 def _flat(x) -> np.ndarray:
@@ -101,10 +183,10 @@ def _flat(x) -> np.ndarray:
     return x.reshape(len(x), -1)
 
 
-def _full_proba(model, x: np.ndarray, k: int) -> np.ndarray:
-    """``predict_proba`` over all ``k`` classes (a class absent from train gets 0)."""
-    out = np.zeros((len(x), k))
-    out[:, model.classes_] = model.predict_proba(x)
+def _full_proba(proba: np.ndarray, classes: np.ndarray, k: int) -> np.ndarray:
+    """``predict_proba``'s columns (for ``classes``) spread over all ``k`` classes (a class absent from train gets 0)."""
+    out = np.zeros((len(proba), k))
+    out[:, classes] = proba
     return out
 
 
