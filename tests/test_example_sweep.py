@@ -10,12 +10,11 @@ with no "Could not draw". Skipped records only need their reason.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
 
-from assay.evidence import SKIPPED, Evidence
+from assay.evidence import SKIPPED, Evidence, problems
 from assay.spec import load_study
 from assay.study import Study
 
@@ -34,53 +33,23 @@ def _records(run: Path) -> list[Evidence]:
     return [Evidence.from_dict(json.loads(line)) for line in (run / "evidence.jsonl").read_text().splitlines() if line.strip()]
 
 
-def _bounds_in_details(e: Evidence) -> list[tuple[str, float, float, float]]:
-    """``(where, low, value, high)`` for every interval the details carry beside a point."""
-    out = []
-    for row in e.details.get("per_class", []):
-        if "recall" in row and row.get("recall") is not None:
-            out.append((f"class {row['class']} recall", row["low"], row["recall"], row["high"]))
-        elif "drop" in row and math.isfinite(row["drop"]):
-            out.append((f"class {row['name']} drop", row["low"], row["drop"], row["high"]))
-    for row in e.details.get("per_group", []):
-        for rate in ("accuracy", "tpr", "fpr", "selection_rate"):
-            if row.get(rate) is not None:
-                out.append((f"group {row['group']} {rate}", row[f"{rate}_low"], row[rate], row[f"{rate}_high"]))
-        if "drop" in row and math.isfinite(row["drop"]):
-            out.append((f"group {row['name']} drop", row["low"], row["drop"], row["high"]))
-    for row in e.details.get("worst", []):
-        out.append((f"slice {row['slice']}", row["interval"][0], row["error"], row["interval"][1]))
-    return out
-
-
 def test_every_value_is_finite_and_inside_its_interval(example_run):
+    """Every record: a finite value inside its interval, the details' intervals too, no zero-width proportion."""
     name, run = example_run
     records = _records(run)
     assert records, f"{name}: no evidence"
-    bad = []
-    for e in records:
-        where = f"{name}: {e.candidate} {e.check}.{e.metric} ({e.split}, {e.view})"
-        if e.metric == SKIPPED:
-            assert e.details.get("reason"), where
-            continue
-        if not math.isfinite(e.value):
-            bad.append(f"{where}: value {e.value}")
-        if (e.low is None) != (e.high is None):
-            bad.append(f"{where}: one bound missing")
-        elif e.low is not None and not (math.isfinite(e.low) and math.isfinite(e.high) and e.low <= e.value <= e.high):
-            bad.append(f"{where}: {e.value} not in [{e.low}, {e.high}]")
-        for label, low, value, high in _bounds_in_details(e):
-            if not (low is not None and high is not None and low <= value <= high):
-                bad.append(f"{where}, {label}: {value} not in [{low}, {high}]")
-    assert not bad, "\n".join(bad)
+    found = [p for e in records for p in problems(e)]
+    assert not found, "\n".join(found)
 
 
-def test_no_interval_claims_certainty_from_a_finite_sample(example_run):
-    """A proportion of n examples is never [1, 1] or [0, 0] (the percentile bootstrap's artefact)."""
-    name, run = example_run
-    for e in _records(run):
-        if e.metric in ("accuracy", "worst_class_recall", "worst_group_accuracy", "worst_slice_error"):
-            assert e.low < e.high, f"{name}: {e.candidate} {e.metric} {e.interval_text()}"
+def test_the_sweep_can_fail():
+    """Negative control: the records the old percentile bootstrap wrote are caught."""
+    caught = problems(Evidence("performance", "accuracy", "cnn", 1.0, 1.0, 1.0))
+    caught += problems(Evidence("calibration", "ece", "mlp", 0.026, 0.029, 0.063))
+    caught += problems(Evidence("performance", "worst_class_recall", "mlp", 0.9, 0.8, 0.95,
+                                details={"per_class": [{"class": "3", "recall": 0.923, "low": 0.777, "high": 0.922}]}))
+    caught += problems(Evidence("robustness", "relative_mce", "mlp", float("nan")))
+    assert len(caught) == 4, caught
 
 
 def test_relative_mce_is_a_number_or_not_applicable_with_a_reason(example_run):

@@ -78,3 +78,52 @@ def _fmt(x: float, digits: int, commas: bool = True) -> str:
     if abs(x) >= 1000 or (float(x).is_integer() and abs(x) >= 2):
         return f"{x:,.0f}" if commas else f"{x:.0f}"
     return f"{x:.{digits}g}" if 0 < abs(x) < 0.001 else f"{x:.{digits}f}"
+
+
+PROPORTIONS = ("accuracy", "worst_class_recall", "worst_group_accuracy", "worst_slice_error")  # counts of examples: never a zero-width interval
+
+
+def problems(e: Evidence) -> list[str]:
+    """What is wrong with a record, in words; empty when nothing is.
+
+    A measured value is finite and lies inside its interval, and so does
+    every interval the details carry beside a point (per class, per group, per
+    slice); a proportion of examples never has a zero-width interval; a
+    skipped record says why.
+    """
+    where = f"{e.candidate} {e.check}.{e.metric} ({e.split}, {e.view})"
+    if e.metric == SKIPPED:
+        return [] if e.details.get("reason") else [f"{where}: skipped without a reason"]
+    out = []
+    if not math.isfinite(e.value):
+        out.append(f"{where}: value {e.value}")
+    if (e.low is None) != (e.high is None):
+        out.append(f"{where}: one bound missing")
+    elif e.low is not None:
+        if not (math.isfinite(e.low) and math.isfinite(e.high) and e.low <= e.value <= e.high):
+            out.append(f"{where}: {e.value} not in [{e.low}, {e.high}]")
+        elif e.metric in PROPORTIONS and not e.low < e.high:
+            out.append(f"{where}: a proportion of a finite sample with the zero-width interval [{e.low}, {e.high}]")
+    for label, low, value, high in _detail_intervals(e):
+        if not (low is not None and high is not None and low <= value <= high):
+            out.append(f"{where}, {label}: {value} not in [{low}, {high}]")
+    return out
+
+
+def _detail_intervals(e: Evidence) -> list[tuple[str, float | None, float, float | None]]:
+    """``(where, low, value, high)`` for every interval the details carry beside a point."""
+    out = []
+    for row in e.details.get("per_class", []):
+        if row.get("recall") is not None:
+            out.append((f"class {row['class']} recall", row.get("low"), row["recall"], row.get("high")))
+        elif "drop" in row and math.isfinite(row["drop"]):
+            out.append((f"class {row['name']} drop", row.get("low"), row["drop"], row.get("high")))
+    for row in e.details.get("per_group", []):
+        for rate in ("accuracy", "tpr", "fpr", "selection_rate"):
+            if row.get(rate) is not None:
+                out.append((f"group {row['group']} {rate}", row.get(f"{rate}_low"), row[rate], row.get(f"{rate}_high")))
+        if "drop" in row and math.isfinite(row["drop"]):
+            out.append((f"group {row['name']} drop", row.get("low"), row["drop"], row.get("high")))
+    for row in e.details.get("worst", []):
+        out.append((f"slice {row['slice']}", row["interval"][0], row["error"], row["interval"][1]))
+    return out
