@@ -17,7 +17,7 @@ import logging
 import platform
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,65 +26,17 @@ from .checks.base import ALWAYS_RUN, CheckContext, make_check
 from .evidence import Evidence
 from .checks.predictions import PredictionCache
 from .data.task import Task
-from .errors import SpecError
+from .data.task_table import load_task
+from .data.transforms import LabelsPerClass, TransformContext
 from .models.candidate import Candidate, library_versions
 from .models.device import resolve_device
 from .recipes.base import RecipeContext, make_recipe
 from .resolve import validate_against_task
 from .select import Decision, select
-from .spec import StudySpec, load_study, positive_int
+from .spec import StudySpec, load_study
 from .store import Store
 
 _log = logging.getLogger("assay")
-
-
-def load_task(table: Mapping[str, Any], *, base_dir: Path, seed: int, where: str = "[task]") -> Task:
-    """The Task a ``[task]`` table describes: a builtin name or a data path.
-
-    ``holdout_classes = [...]`` works with any source: those classes leave
-    every split and their test examples become the near-OOD set.
-    """
-    from .data.builtin import load_builtin
-
-    table = dict(table)
-    holdout = table.pop("holdout_classes", None)
-    ood_table = table.pop("ood", None)
-    labels_per_class = table.pop("labels_per_class", None)
-    if "builtin" in table:
-        options = {k: v for k, v in table.items() if k != "builtin"}
-        task = load_builtin(table["builtin"], seed=seed, where=where, **options)  # options checked against the loader's signature
-    else:
-        from .data.sources import load_source
-
-        task = load_source(table, base_dir=base_dir, seed=seed, where=where)
-    if holdout is not None:
-        if not isinstance(holdout, list) or not holdout:
-            raise SpecError(f"{where}: holdout_classes must be a non-empty list of class names, e.g. [\"8\", \"9\"]")
-        task = task.without_classes(holdout)
-    if ood_table is not None:
-        task = _with_user_ood(task, ood_table, base_dir=base_dir, seed=seed, where=f"{where} ood")
-    if labels_per_class is not None:
-        if not positive_int(labels_per_class):
-            raise SpecError(f"{where}: labels_per_class must be a positive integer, got {labels_per_class!r}")
-        task.check_labels_per_class(labels_per_class, where)
-        task = task.with_labels_per_class(labels_per_class, seed=seed)
-    return task
-
-
-def _with_user_ood(task: Task, table: Any, *, base_dir: Path, seed: int, where: str) -> Task:
-    """Every example of another data set (all its splits) as the task's named OOD set."""
-    import numpy as np
-
-    from .data.task import Split
-    from .errors import DataError
-
-    if not isinstance(table, dict):
-        raise SpecError(f"{where}: must be a table, e.g. ood = {{ path = \"other_images\" }} or {{ builtin = \"digits\" }}")
-    other = load_task(table, base_dir=base_dir, seed=seed, where=where)
-    x = np.concatenate([s.x for _, s in other.labelled_splits()])
-    if other.modality != task.modality or tuple(x.shape[1:]) != tuple(task.train.x.shape[1:]):
-        raise DataError(f"{where}: its inputs are {other.modality} {tuple(x.shape[1:])}, the task's are {task.modality} {tuple(task.train.x.shape[1:])}; give OOD data of the same kind and shape")
-    return dataclasses.replace(task, ood_user=Split(x, np.full(len(x), -1)), info={**task.info, "ood set": other.info.get("source", other.name)})
 
 
 @dataclass(frozen=True)
@@ -206,10 +158,12 @@ class Study:
             if marker.is_file() or parent in failed:
                 failed[name] = marker.read_text().strip() if marker.is_file() else f"its parent '{parent}' failed"
                 continue
-            recipe = make_recipe(recipe_spec.kind, recipe_spec.options, f"{where} [[recipe]] '{name}'")
+            label = f"{where} [[recipe]] '{name}'"
+            recipe = make_recipe(recipe_spec.kind, recipe_spec.options, label)
             k = recipe_spec.labels_per_class
+            labelled = LabelsPerClass(labels_per_class=k, draw=recipe_spec.draw) if k else None  # checked in validate_against_task
             context = RecipeContext(
-                task=task.with_labels_per_class(k, seed=self.seed, draw=recipe_spec.draw) if k else task,
+                task=labelled.apply(task, TransformContext(seed=self.seed, base_dir=self.spec.base_dir, where=label)) if labelled else task,
                 work_dir=self.store.run_dir(run_id) / "work" / name,
                 device=self.device,
                 seed=self.seed,

@@ -8,8 +8,8 @@ build Tasks; nothing else reads files.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -87,6 +87,28 @@ class Split:
         return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class Applied:
+    """One transform applied to a Task (``data/transforms.py``): what was asked, and what it did.
+
+    Attributes:
+        key: the transform's ``[task]`` key, e.g. ``"labels_per_class"``.
+        options: its options, plus the seed when it draws at random (JSON-able).
+        text: one line for the report, e.g. ``"train: 8 labels per class, ..."``.
+        record: what it did, JSON-able: the indices it touched, per split, into
+            the splits as they were before it ran (the truth a check can read).
+    """
+
+    key: str
+    options: Mapping[str, Any]
+    text: str
+    record: Mapping[str, Any] = field(default_factory=dict)
+
+    def identity(self) -> str:
+        """Key and options as canonical JSON: what ``Task.digest()`` hashes."""
+        return json.dumps({"key": self.key, "options": self.options}, sort_keys=True, default=str)
+
+
 @dataclass(frozen=True, eq=False)
 class Task:
     """The data of a study and what it means.
@@ -101,6 +123,7 @@ class Task:
             the held-out classes of ``without_classes``.
         description: one line for the report.
         info: free-form facts for the report (source, split rule, ...).
+        transforms: the transforms applied since loading, in the order they ran.
     """
 
     name: str
@@ -116,6 +139,7 @@ class Task:
     pipeline: Any = None  # how raw rows become features (tabular), for serving new data
     info: Mapping[str, Any] = field(default_factory=dict)
     origin: str = ""  # what made it: "builtin", "table", "image_folder", "npz" ("" for a task built in code)
+    transforms: tuple[Applied, ...] = ()
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
@@ -192,10 +216,12 @@ class Task:
         h = hashlib.sha256(f"{self.name}|{self.modality}|{'|'.join(self.class_names)}".encode())
         for _, split in (*self.labelled_splits(), ("pool", self.pool), ("ood", self.ood), ("ood_user", self.ood_user)):
             h.update(split.digest().encode() if split is not None else b"-")
+        for applied in self.transforms:  # two ways to the same examples are still two tasks; none leaves the hash as it was
+            h.update(applied.identity().encode())
         return h.hexdigest()
 
     def summary(self) -> dict[str, Any]:
-        """Sizes and class balance, for the report and ``assay show``."""
+        """Sizes, class balance and the transforms applied (one line each), for the report and ``assay show``."""
         counts = {
             name: np.bincount(split.y, minlength=self.num_classes).tolist() for name, split in self.labelled_splits()
         }
@@ -213,80 +239,33 @@ class Task:
             "groups": sorted(self.test.groups),
             "metadata": sorted(self.test.meta),
             **dict(self.info),
+            **({"transforms": [t.text for t in self.transforms]} if self.transforms else {}),
         }
 
     def without_classes(self, classes: list[str] | list[int]) -> Task:
         """Remove ``classes`` from every split and keep their test examples as near-OOD.
 
-        Classes are named as in ``class_names`` (integers are accepted for
-        numeric names). The remaining classes are re-indexed in order.
+        The ``holdout_classes`` transform (``data/transforms.py``), recorded on
+        the returned Task like any other.
         """
-        names = [str(c) for c in classes]
-        unknown = [c for c in names if c not in self.class_names]
-        if unknown:
-            raise DataError(f"task '{self.name}': holdout_classes {unknown} are not classes of the task; classes: {', '.join(self.class_names)}")
-        held = np.array([self.class_names.index(c) for c in names])
-        keep = [i for i in range(self.num_classes) if i not in held]
-        remap = np.full(self.num_classes, -1)
-        remap[keep] = np.arange(len(keep))
+        from .transforms import HoldoutClasses, TransformContext
 
-        def kept(split: Split) -> Split:
-            part = split.subset(~np.isin(split.y, held))
-            return Split(part.x, remap[part.y], part.groups, part.meta)
-
-        ood = self.test.subset(np.isin(self.test.y, held))
-        return Task(
-            name=self.name,
-            modality=self.modality,
-            class_names=tuple(self.class_names[i] for i in keep),
-            train=kept(self.train),
-            val=kept(self.val),
-            test=kept(self.test),
-            pool=self.pool,
-            ood=Split(ood.x, np.full(len(ood), -1), ood.groups, ood.meta),
-            ood_user=self.ood_user,
-            description=self.description,
-            pipeline=self.pipeline,
-            info={**self.info, "holdout_classes": names},
-            origin=self.origin,
-        )
+        return HoldoutClasses(holdout_classes=list(classes)).apply(self, TransformContext())
 
     def with_labels_per_class(self, k: int, *, seed: int = 0, draw: int = 0) -> Task:
         """Keep ``k`` labelled train (and val) examples per class; the rest go to the unlabelled pool.
 
-        The few-label regime: validation is cut to ``k`` per class as well (at
-        least 2), since a large labelled validation set would be labels the
-        setting does not have. The test split is unchanged. ``draw`` picks
-        another labelled subset: the same (seed, k, draw) gives the same
-        examples to every recipe, so recipes can be compared draw by draw.
+        The ``labels_per_class`` transform (``data/transforms.py``): the same
+        (seed, k, draw) gives the same examples to every recipe.
+
+        Raises:
+            SpecError: ``k`` below 1. DataError: a class with fewer than ``k`` training examples.
         """
-        if k < 1:
-            raise DataError(f"task '{self.name}': labels_per_class must be at least 1, got {k}")
-        self.check_labels_per_class(k)
-        rng = np.random.default_rng([seed, k] if draw == 0 else [seed, k, draw])
+        from .transforms import make_transform, TransformContext
 
-        def keep(split: Split, n: int) -> np.ndarray:
-            chosen = [rng.permutation(np.flatnonzero(split.y == c))[:n] for c in range(self.num_classes)]
-            mask = np.zeros(len(split), bool)
-            mask[np.concatenate(chosen)] = True
-            return mask
-
-        train_keep, val_keep = keep(self.train, k), keep(self.val, max(2, k))
-        unlabelled = [s.subset(~m) for s, m in ((self.train, train_keep), (self.val, val_keep))]
-        if self.pool is not None:
-            unlabelled.append(self.pool)
-        pool = Split(
-            np.concatenate([np.asarray(u.x) for u in unlabelled]),
-            np.full(sum(len(u) for u in unlabelled), -1),
-            meta={m: np.concatenate([u.meta[m] for u in unlabelled]) for m in self.train.meta if all(m in u.meta for u in unlabelled)},
-        )
-        return dataclasses.replace(
-            self,
-            train=self.train.subset(train_keep),
-            val=self.val.subset(val_keep),
-            pool=pool,
-            info={**self.info, "labels_per_class": k, "labels rule": f"{k} per class in train, {max(2, k)} in val (seeded{f', draw {draw}' if draw else ''}); the rest unlabelled in pool"},
-        )
+        where = f"task {self.name!r}"
+        transform = make_transform("labels_per_class", {"labels_per_class": k, "draw": draw}, where)
+        return transform.apply(self, TransformContext(seed=seed, where=where))
 
 
 def _refuse_non_finite(x: Any, source: str, split: str) -> None:
