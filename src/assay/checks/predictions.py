@@ -1,7 +1,8 @@
 """The shared inference cache: one batched forward pass per (candidate, split, view).
 
 Checks never call a model for a forward pass of their own; they ask this
-cache. Results live in memory for the run and on disk under
+cache, and the cache runs the model layer's one forward pass
+(``models.forward.forward_pass``, memory bounded by the batch). Results live in memory for the run and on disk under
 ``runs/<id>/predictions/<candidate id>/``, keyed by the candidate's content
 hash, the task's data hash, the split and the view name, so a resumed run or
 a rebuilt report reads them back instead of recomputing. A view such as
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -30,11 +30,10 @@ import numpy as np
 import torch
 
 from .._io import atomic_path
-from ..data.lazy import batches
 from ..data.task import Task
 from ..data.views import ViewName, apply_view
 from ..models.candidate import Candidate
-from ..models.inputs import as_input
+from ..models.forward import forward_pass
 
 FORMAT = 1  # bump when the file layout changes: older files are then recomputed
 
@@ -127,25 +126,16 @@ class PredictionCache:
                     bar.update()
 
     def _compute(self, candidate: Candidate, data, split: str, view: str, embeddings: bool) -> Predictions:
-        candidate.to(self.device)
-        logits, feats = [], []
-        started = time.perf_counter()
-        for _, batch in batches(data.x, self.batch_size):  # a lazy dataset is decoded one batch at a time
-            out, emb = candidate.forward(as_input(batch), embeddings=embeddings)
-            logits.append(out.float().cpu())
-            if emb is not None:
-                feats.append(emb.float().cpu())
-        if candidate.device.type == "cuda":
-            torch.cuda.synchronize(candidate.device)
-        seconds = time.perf_counter() - started
-        self.forward_seconds += seconds
+        candidate.to(self.device)  # int8 and ONNX Runtime candidates stay on the CPU
+        out = forward_pass(candidate.model, data.x, batch_size=self.batch_size, device=candidate.device, features=embeddings)
+        self.forward_seconds += out.seconds
         return Predictions(
-            logits=torch.cat(logits).numpy(),
+            logits=out.logits.numpy(),
             labels=np.asarray(data.y, dtype=np.int64),
             split=split,
             view=view,
-            embeddings=torch.cat(feats).numpy() if feats else None,
-            seconds=seconds,
+            embeddings=out.features.numpy() if embeddings else None,
+            seconds=out.seconds,
         )
 
     def _path(self, key: tuple) -> Path | None:

@@ -2,9 +2,11 @@
 
 Both take token ids ``(B, T)`` (text; 0 is padding), signals ``(B, C, L)``,
 and the transformer also images ``(B, C, H, W)`` cut into patches (ViT,
-Dosovitskiy et al. 2021). The transformer keeps each block's attention
-weights after a forward pass when ``keep_attention`` is set, for
-explanations.
+Dosovitskiy et al. 2021). The transformer's body returns each block's
+attention weights from the call that asks for them (``encode(x,
+attention=True)``; ``models.forward.forward_pass(..., attention=True)`` over a
+split), never kept on the module, so concurrent calls cannot overwrite each
+other's.
 """
 
 from __future__ import annotations
@@ -56,15 +58,13 @@ class _Block(nn.Module):
         self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_ratio * dim, dim))
         self.drop = nn.Dropout(dropout)
-        self.keep_attention = False
-        self.attention: torch.Tensor | None = None  # (B, heads, T, T) after a forward pass, when kept
 
-    def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pad: torch.Tensor, attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The block's output ``(B, T, D)`` and, when asked, its attention ``(B, heads, T, T)``."""
         h = self.norm1(x)
-        out, weights = self.attn(h, h, h, key_padding_mask=pad, need_weights=self.keep_attention, average_attn_weights=False)
-        self.attention = weights if self.keep_attention else None
+        out, weights = self.attn(h, h, h, key_padding_mask=pad, need_weights=attention, average_attn_weights=False)
         x = x + self.drop(out)
-        return x + self.drop(self.mlp(self.norm2(x)))
+        return x + self.drop(self.mlp(self.norm2(x))), weights
 
 
 class _TransformerBody(nn.Module):
@@ -76,22 +76,21 @@ class _TransformerBody(nn.Module):
         self.blocks = nn.ModuleList(_Block(dim, heads, mlp_ratio, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, attention: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The [CLS] features ``(B, D)`` and, when asked, each block's attention ``(B, heads, T+1, T+1)`` (else ``[]``)."""
         z, pad = self.tokens(x)  # (B, T, D), (B, T)
         # shape[0], not len(): len() would freeze the batch size in an exported ONNX graph
         z = torch.cat([self.cls.expand(z.shape[0], -1, -1), z], dim=1) + self.position[:, : z.shape[1] + 1]
         pad = torch.cat([torch.zeros_like(pad[:, :1]), pad], dim=1)  # the [CLS] slot is never padding
+        maps = []
         for block in self.blocks:
-            z = block(z, pad)
-        return self.norm(z[:, 0])  # (B, D): the [CLS] token
+            z, weights = block(z, pad, attention)
+            if attention:
+                maps.append(weights)
+        return self.norm(z[:, 0]), maps  # (B, D): the [CLS] token
 
-    def attention_maps(self) -> list[torch.Tensor]:
-        """Each block's attention ``(B, heads, T+1, T+1)`` from the last forward with ``keep_attention``."""
-        return [b.attention for b in self.blocks if b.attention is not None]
-
-    def keep_attention(self, keep: bool = True) -> None:
-        for b in self.blocks:
-            b.keep_attention = keep
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)[0]
 
 
 def transformer(

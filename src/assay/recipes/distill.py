@@ -19,7 +19,7 @@ from torch import nn
 
 from ..models import zoo
 from ..models.candidate import Candidate
-from ..models.inputs import as_input
+from ..models.forward import forward_pass
 from .base import Recipe, RecipeContext, check_trainable, derived_provenance, register_recipe
 from .train import TrainConfig, _jsonable, arch_options_for, fit
 
@@ -31,10 +31,9 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return alpha * temperature**2 * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
 
 
-@torch.inference_mode()
 def teacher_logits(teacher: Candidate, x, batch_size: int = 256) -> torch.Tensor:
     """The teacher's logits for every row of ``x``, on the CPU."""
-    return torch.cat([teacher.predict(as_input(x[i : i + batch_size])).float().cpu() for i in range(0, len(x), batch_size)])
+    return forward_pass(teacher.model, x, batch_size=batch_size, device=teacher.device).logits
 
 
 @register_recipe

@@ -147,7 +147,7 @@ class FewShot(Recipe):
     def _embed(self, model, context: RecipeContext, cache: bool) -> dict[str, np.ndarray]:
         """Train and val embeddings; a frozen pretrained encoder's are shared through the run's cache."""
         key = f"{self.encoder}" if cache and self.parent is None else None
-        return encode_splits(model.body, context.task, ("train", "val"), context.shared_dir if key else None, key or "")
+        return encode_splits(model, context.task, ("train", "val"), context.shared_dir if key else None, key or "")
 
     def _prototypes(self, model, context: RecipeContext) -> dict[str, Any]:
         task = context.task

@@ -28,7 +28,7 @@ from ..data.task import Split
 from ..errors import SpecError
 from ..models import zoo
 from ..models.candidate import Candidate, Provenance
-from ..models.inputs import as_input
+from ..models.forward import forward_pass
 from .base import Recipe, RecipeContext, check_trainable, register_recipe
 from .train import TrainConfig, _jsonable, arch_options_for, fit
 
@@ -189,9 +189,8 @@ class SelfSup(Recipe):
                 torch.save({"weights": net.state_dict(), "summary": {k: pre[k] for k in ("epochs_run", "best_epoch", "train_seconds", "best_val_loss")}}, tmp)
         model.to(context.device)
         if self.then == "linear-probe":  # frozen encoder in eval mode: features once, then the head on them
-            model.body.eval()
-            with torch.no_grad():
-                feats = {s: model.body(as_input(task.split(s).x, context.device)).cpu().numpy() for s in ("train", "val")}
+            feats = {s: forward_pass(model, task.split(s).x, batch_size=1024, device=context.device, logits=False, features=True).features.numpy()
+                     for s in ("train", "val")}
             head = fit(model.head, Split(feats["train"], task.train.y), Split(feats["val"], task.val.y),
                        TrainConfig(epochs=self.epochs, batch_size=32, lr=self.head_lr, patience=30), device=context.device, seed=context.seed,
                        checkpoint=context.work_dir / "head.pt", progress=context.progress, desc=f"{name} (probe)", on_epoch_end=context.on_epoch_end)

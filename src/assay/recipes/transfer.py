@@ -26,7 +26,7 @@ from ..data.task import Split, Task
 from ..errors import SpecError, require
 from ..models import zoo
 from ..models.candidate import Candidate, Provenance
-from ..models.inputs import as_input
+from ..models.forward import forward_pass
 from ..data.text import model_folder
 from ..models.pretrained import check_folder, weights_digest
 from .base import Recipe, RecipeContext, register_recipe
@@ -36,8 +36,8 @@ STRATEGIES = ("linear-probe", "finetune", "lora")
 _DEFAULT_LR = {"linear-probe": 1e-2, "finetune": 5e-5, "lora": 5e-4}
 
 
-def encode_splits(encoder: nn.Module, task: Task, splits: tuple[str, ...], cache: Path | None, key: str, batch: int = 128) -> dict[str, np.ndarray]:
-    """Frozen-encoder embeddings of each split, read from ``cache`` when there, else computed once and stored."""
+def encode_splits(model: nn.Module, task: Task, splits: tuple[str, ...], cache: Path | None, key: str, batch: int = 128) -> dict[str, np.ndarray]:
+    """A frozen encoder's features (``model``'s penultimate layer) of each split, read from ``cache`` when there, else computed once and stored."""
     out = {}
     for split in splits:
         path = None if cache is None else cache / f"{key}-{task.split(split).digest()[:16]}.npy"
@@ -51,8 +51,7 @@ def encode_splits(encoder: nn.Module, task: Task, splits: tuple[str, ...], cache
             if cached is not None and cached.ndim == 2 and len(cached) == len(x) and np.isfinite(cached).all():
                 out[split] = cached
                 continue
-        with torch.inference_mode():
-            out[split] = torch.cat([encoder(as_input(x[i : i + batch])) for i in range(0, len(x), batch)]).float().numpy()
+        out[split] = forward_pass(model, x, batch_size=batch, logits=False, features=True).features.numpy()
         if path is not None:
             with atomic_path(path) as tmp, open(tmp, "wb") as handle:
                 np.save(handle, out[split])
@@ -139,7 +138,7 @@ class Transfer(Recipe):
 
     def _linear_probe(self, model, name: str, context: RecipeContext) -> dict[str, Any]:
         task = context.task
-        feats = encode_splits(model.body, task, ("train", "val"), context.shared_dir, f"{self.encoder}")
+        feats = encode_splits(model, task, ("train", "val"), context.shared_dir, f"{self.encoder}")
         summary = fit(model.head, Split(feats["train"], task.train.y), Split(feats["val"], task.val.y), self._config(),
                       device=context.device, seed=context.seed, checkpoint=context.work_dir / "checkpoint.pt",
                       progress=context.progress, desc=name, on_epoch_end=context.on_epoch_end)
