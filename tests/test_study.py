@@ -99,3 +99,43 @@ def test_a_diverged_training_fails_that_candidate_only(tmp_path, capsys):
     assert "wild: training diverged" in capsys.readouterr().err
     assert "wild failed and was not judged" in result.report.read_text()
     assert (result.run_dir / "work" / "wild" / "failed.txt").is_file()  # a resumed run reads it instead of retraining
+
+
+TRANSFORMED = """
+name = "transformed"
+[task]
+labels_per_class = 20
+builtin = "digits"
+holdout_classes = ["9"]
+[[recipe]]
+name = "few"
+kind = "train"
+arch = "mlp"
+epochs = 1
+labels_per_class = 3
+draws = 2
+[checks]
+run = ["performance"]
+n_boot = 200
+"""
+
+
+def test_a_study_applies_the_tasks_transforms_and_each_recipes_own_through_the_registry(tmp_path):
+    """[task] transforms are recorded in the run; a recipe's labels_per_class is the same transform on its copy."""
+    import json
+    from pathlib import Path
+
+    from assay.data.transforms import LabelsPerClass, TransformContext
+    from assay.study import load_task
+
+    result = Study(parse_study(TRANSFORMED), out=tmp_path, progress=False).run()
+    task = load_task({"builtin": "digits", "holdout_classes": ["9"], "labels_per_class": 20}, base_dir=Path("."), seed=0)
+    meta = json.loads((result.run_dir / "run.json").read_text())
+    assert meta["data_hash"] == task.digest()
+    assert meta["task"]["transforms"] == task.summary()["transforms"] and len(meta["task"]["transforms"]) == 2
+    for draw in (1, 2):
+        candidate = next(c for c in result.candidates if c["name"] == f"few.draw{draw}")
+        labelled = LabelsPerClass(labels_per_class=3, draw=draw).apply(task, TransformContext(seed=0))
+        assert candidate["data_hash"] == labelled.digest() != task.digest()
+    assert "train: 3 labels per class" not in result.report.read_text()  # a recipe's copy is the recipe's, not the task's
+    assert "classes 9 held out as near-OOD" in result.report.read_text()

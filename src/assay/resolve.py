@@ -7,7 +7,8 @@ here, once the task is loaded and before the run folder is made:
 * option values that name something of the task, by the option's name,
   wherever they appear: ``group`` (a group attribute), ``positive`` (a class),
   ``reference`` (a recipe of the study);
-* ``labels_per_class`` against the smallest class;
+* a recipe's ``labels_per_class`` against the smallest class (the
+  ``labels_per_class`` transform's ``check_task``);
 * each recipe's own ``check_task`` (the architecture reads these inputs, the
   training fits in memory, a model file to load is sound).
 
@@ -60,6 +61,7 @@ def validate_against_task(spec: StudySpec, task: Task) -> None:
     Raises:
         SpecError, DataError, ModelError: one line naming the input and the fix.
     """
+    from .data.transforms import LabelsPerClass
     from .recipes import make_recipe
 
     where = str(spec.path or "study")
@@ -72,6 +74,6 @@ def validate_against_task(spec: StudySpec, task: Task) -> None:
         for key, value in recipe_spec.options.items():
             if key in RESOLVERS and value is not None:
                 RESOLVERS[key](value, task, spec, label)
-        if recipe_spec.labels_per_class:
-            task.check_labels_per_class(recipe_spec.labels_per_class, label)
+        if recipe_spec.labels_per_class:  # the transform the study applies to this recipe's copy of the task
+            LabelsPerClass(labels_per_class=recipe_spec.labels_per_class, draw=recipe_spec.draw).check_task(task, label)
         make_recipe(recipe_spec.kind, recipe_spec.options, label).check_task(task, label)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -118,7 +119,7 @@ def test_adding_a_transform_is_one_registered_class(digits):
 
         def change(self, task: Task, context: TransformContext) -> Change:
             gone = np.arange(self.drop_first)
-            return Change(task.__class__(**{**task.__dict__, "train": task.train.subset(np.arange(self.drop_first, len(task.train)))}),
+            return Change(dataclasses.replace(task, train=task.train.subset(np.arange(self.drop_first, len(task.train)))),
                           f"first {self.drop_first} train examples dropped", {"train": gone})
 
     try:

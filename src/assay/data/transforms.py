@@ -102,6 +102,9 @@ class TaskTransform:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
 
+    def check_task(self, task: Task, where: str) -> None:
+        """Refuse, in one line, a task this transform cannot change (``resolve.py`` asks before anything trains)."""
+
     def change(self, task: Task, context: TransformContext) -> Change:
         raise NotImplementedError
 
@@ -189,11 +192,14 @@ class HoldoutClasses(TaskTransform):
             raise ValueError('holdout_classes must name at least one class, e.g. holdout_classes = ["8", "9"]')
         self.holdout_classes = list(holdout_classes)
 
-    def change(self, task: Task, context: TransformContext) -> Change:
-        names = [str(c) for c in self.holdout_classes]
-        unknown = [c for c in names if c not in task.class_names]
+    def check_task(self, task: Task, where: str) -> None:
+        unknown = [c for c in map(str, self.holdout_classes) if c not in task.class_names]
         if unknown:
             raise DataError(f"task '{task.name}': holdout_classes {unknown} are not classes of the task; classes: {', '.join(task.class_names)}")
+
+    def change(self, task: Task, context: TransformContext) -> Change:
+        self.check_task(task, context.where)
+        names = [str(c) for c in self.holdout_classes]
         held = np.array([task.class_names.index(c) for c in names])
         keep = [i for i in range(task.num_classes) if i not in held]
         remap = np.full(task.num_classes, -1)
@@ -270,9 +276,12 @@ class LabelsPerClass(TaskTransform):
         self.labels_per_class = labels_per_class
         self.draw = draw
 
+    def check_task(self, task: Task, where: str) -> None:
+        task.check_labels_per_class(self.labels_per_class, where)
+
     def change(self, task: Task, context: TransformContext) -> Change:
+        self.check_task(task, context.where)
         k, draw = self.labels_per_class, self.draw
-        task.check_labels_per_class(k, context.where)
         rng = np.random.default_rng([context.seed, k] if draw == 0 else [context.seed, k, draw])
 
         def keep(split: Split, n: int) -> np.ndarray:
