@@ -81,13 +81,14 @@ def test_a_diverging_training_stops_with_the_recipe_and_epoch_named(digits, tmp_
     from assay.data.task import Split
     from assay.errors import TrainingDiverged
     from assay.models import zoo
-    from assay.recipes.train import TrainConfig, fit
+    from assay.recipes.options import TrainConfig
 
     torch.manual_seed(0)
     model = zoo.build("mlp", input_shape=digits.input_shape, num_classes=digits.num_classes, hidden=[16])
     huge = Split(digits.train.x * 1e38, digits.train.y)  # finite inputs whose products overflow to inf
+    context = RecipeContext(task=digits, work_dir=tmp_path / "mlp", progress=False)
     with pytest.raises(TrainingDiverged) as caught:
-        fit(model, huge, digits.val, TrainConfig(epochs=2), device=torch.device("cpu"), seed=0, progress=False, desc="mlp")
+        context.fit(model, huge, digits.val, TrainConfig(epochs=2))
     assert caught.value.recipe == "mlp" and caught.value.epoch == 1
     assert str(caught.value).startswith("mlp: training diverged in epoch 1") and "lower lr" in str(caught.value)
 
@@ -95,15 +96,15 @@ def test_a_diverging_training_stops_with_the_recipe_and_epoch_named(digits, tmp_
 @pytest.mark.parametrize("damage", [b"", b"garbage, not a checkpoint", "truncated"])
 def test_a_damaged_checkpoint_restarts_training_with_a_warning(digits, tmp_path, caplog, damage):
     from assay.models import zoo
-    from assay.recipes.train import TrainConfig, fit
+    from assay.recipes.options import TrainConfig
 
     checkpoint = tmp_path / "checkpoint.pt"
+    context = RecipeContext(task=digits, work_dir=tmp_path, progress=False)
 
     def train():
         torch.manual_seed(0)
         model = zoo.build("mlp", input_shape=digits.input_shape, num_classes=digits.num_classes, hidden=[16])
-        return model, fit(model, digits.train, digits.val, TrainConfig(epochs=2), device=torch.device("cpu"), seed=0,
-                          checkpoint=checkpoint, progress=False)
+        return model, context.fit(model, digits.train, digits.val, TrainConfig(epochs=2))
 
     clean_model, clean = train()
     data = checkpoint.read_bytes()

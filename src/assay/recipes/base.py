@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import torch
 
 from .._options import construct, option_names
-from ..data.task import Task
+from ..data.task import Split, Task
 from ..errors import SpecError, did_you_mean
 from ..models.candidate import Candidate, Provenance, library_versions
 
@@ -26,8 +26,13 @@ class RecipeContext:
         seed: the study's seed.
         candidates: candidates made so far, by name (parents come from here).
         progress: show a progress bar.
-        on_epoch_end: called as ``fn(epoch, history_row)`` after each epoch;
-            tests use it to interrupt a run.
+        on_epoch_end: called as ``fn(epoch, history_row)`` after each epoch
+            of every training stage; tests use it to interrupt a run.
+        shared_dir: a folder every recipe of the run shares (e.g. cached encoder features).
+        name: the candidate's name, for progress and errors (default: the
+            work folder's name, which the study names after the candidate).
+        callbacks: more training-loop callbacks for every stage (a pruner, a
+            time budget), run after the study's hook.
     """
 
     task: Task
@@ -37,7 +42,51 @@ class RecipeContext:
     candidates: Mapping[str, Candidate] = field(default_factory=dict)
     progress: bool = True
     on_epoch_end: Callable[[int, dict], None] | None = None
-    shared_dir: Path | None = None  # a folder every recipe of the run shares (e.g. cached encoder features)
+    shared_dir: Path | None = None
+    name: str = ""
+    callbacks: tuple[Any, ...] = ()
+
+    def fit(
+        self,
+        model: torch.nn.Module,
+        train: Split,
+        val: Split,
+        config: Any,
+        *,
+        loss: Callable[..., torch.Tensor] | None = None,
+        evaluate: Callable[..., tuple[float, float]] | None = None,
+        stage: str | None = None,
+        param_groups: list[dict[str, Any]] | None = None,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """Train ``model`` through the one loop with everything the study supplies; the recipe names only what is its own.
+
+        The context adds the device, the seed, a checkpoint file under
+        ``work_dir`` (``checkpoint.pt``, or ``<stage>.pt`` for an inner stage,
+        so each stage resumes on its own), the progress bar, the study's
+        per-epoch hook, any extra callbacks, and early stopping after
+        ``config.patience`` epochs without a better validation loss.
+
+        Args:
+            config: a ``TrainConfig`` (see ``TrainingRecipe.train_config``).
+            loss: ``fn(model, x, y, index) -> loss``; default cross-entropy.
+            evaluate: ``fn(model, x_val, y_val) -> (loss, accuracy)``; default cross-entropy and accuracy.
+            stage: an inner stage's name (``pretrain``, ``pairs``, ``head``, ``step2``).
+            param_groups: AdamW groups (layer-wise learning rates).
+            seed: the stage's shuffling seed when it is not the study's (a repeated stage, e.g. prune's steps).
+
+        Returns:
+            The loop's summary (epochs_run, best_epoch, history ...).
+        """
+        from .checkpoint import Checkpoint
+        from .loop import EarlyStopping, EpochHook, Progress, fit
+
+        name = self.name or self.work_dir.name
+        hook = [EpochHook(self.on_epoch_end)] if self.on_epoch_end is not None else []
+        callbacks = [Checkpoint(self.work_dir / f"{stage or 'checkpoint'}.pt"), Progress(self.progress), *hook, *self.callbacks,
+                     EarlyStopping(config.patience)]
+        return fit(model, train, val, config, device=self.device, seed=self.seed if seed is None else seed, callbacks=callbacks,
+                   loss_fn=loss, evaluate=evaluate, param_groups=param_groups, desc=name if stage is None else f"{name} ({stage})")
 
     def parent(self, name: str, where: str) -> Candidate:
         if name not in self.candidates:

@@ -20,8 +20,9 @@ from torch import nn
 from ..models import zoo
 from ..models.candidate import Candidate
 from ..models.forward import forward_pass
-from .base import Recipe, RecipeContext, check_trainable, derived_provenance, register_recipe
-from .train import TrainConfig, _jsonable, arch_options_for, fit
+from .base import RecipeContext, check_trainable, derived_provenance, register_recipe
+from .options import TrainingRecipe, checked_arch, training_options
+from .train import _jsonable, arch_options_for
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float, alpha: float) -> torch.Tensor:
@@ -37,7 +38,8 @@ def teacher_logits(teacher: Candidate, x, batch_size: int = 256) -> torch.Tensor
 
 
 @register_recipe
-class Distill(Recipe):
+@training_options(epochs=60, batch_size=64, lr=3e-3, weight_decay=0.05, patience=10)
+class Distill(TrainingRecipe):
     """Train ``arch`` (from the zoo) to match the parent's (the teacher's) outputs.
 
     Study file::
@@ -54,28 +56,16 @@ class Distill(Recipe):
 
     kind = "distill"
 
-    def __init__(
-        self,
-        *,
-        parent: str,
-        arch: str = "mlp",
-        arch_options: dict[str, Any] | None = None,
-        temperature: float = 4.0,
-        alpha: float = 0.9,
-        epochs: int = 60,
-        batch_size: int = 64,
-        lr: float = 3e-3,
-        weight_decay: float = 0.05,
-        patience: int = 10,
-    ) -> None:
-        if arch not in zoo.ARCHITECTURES:
-            raise ValueError(zoo.unknown_arch(arch))
-        zoo.check_arch(arch, dict(arch_options or {}), "arch_options")
-        if temperature <= 0 or not 0 <= alpha <= 1:
-            raise ValueError(f"'temperature' must be positive and 'alpha' in [0, 1], got {temperature} and {alpha}")
-        self.parent, self.arch, self.arch_options = parent, arch, dict(arch_options or {})
-        self.temperature, self.alpha = temperature, alpha
-        self.epochs, self.batch_size, self.lr, self.weight_decay, self.patience = epochs, batch_size, lr, weight_decay, patience
+    parent: str
+    arch: str = "mlp"
+    arch_options: dict[str, Any] | None = None
+    temperature: float = 4.0
+    alpha: float = 0.9
+
+    def __post_init__(self) -> None:
+        self.arch_options = checked_arch(self.arch, self.arch_options)
+        if self.temperature <= 0 or not 0 <= self.alpha <= 1:
+            raise ValueError(f"'temperature' must be positive and 'alpha' in [0, 1], got {self.temperature} and {self.alpha}")
 
     def check_task(self, task, where: str) -> None:
         check_trainable(self.arch, self.arch_options, task, self.batch_size, where)
@@ -93,9 +83,6 @@ class Distill(Recipe):
         def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
             return distillation_loss(model(x), targets[index], y, self.temperature, self.alpha)
 
-        config = TrainConfig(self.epochs, self.batch_size, self.lr, self.weight_decay, 1, self.patience)
-        summary = fit(student, task.train, task.val, config, device=context.device, seed=context.seed, loss_fn=loss,
-                      checkpoint=context.work_dir / "checkpoint.pt", progress=context.progress, desc=name,
-                      on_epoch_end=context.on_epoch_end)
+        summary = context.fit(student, task.train, task.val, self.train_config(), loss=loss)
         arch = {"name": self.arch, "input_shape": list(task.input_shape), "num_classes": task.num_classes, **_jsonable(options)}
         return Candidate(name, student.cpu(), derived_provenance(teacher, self, arch=arch), training=summary)

@@ -30,8 +30,8 @@ from ..errors import SpecError
 from ..models import zoo
 from ..models.candidate import Candidate, Provenance
 from ..models.pretrained import weights_digest
-from .base import Recipe, RecipeContext, register_recipe
-from .train import TrainConfig, fit
+from .base import RecipeContext, register_recipe
+from .options import TrainingRecipe, training_options
 from .transfer import encode_splits
 
 STRATEGIES = ("prototypes", "setfit")
@@ -57,59 +57,18 @@ def sample_pairs(labels: np.ndarray, per_example: int, rng: np.random.Generator)
 class _PairEncoder(nn.Module):
     """Cosine similarity of the two inputs of a pair ``(B, 2, T) -> (B,)``."""
 
-    def __init__(self, encoder: nn.Module) -> None:
-        super().__init__()
-        self.encoder = encoder
+    strategy: str = "prototypes"
+    encoder: str | None = "minilm"
+    parent: str | None = None
+    scale: float = 10.0
+    pairs_per_example: int = 20
+    head_epochs: int = 200
 
-    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
-        a, b = self.encoder(pairs[:, 0]), self.encoder(pairs[:, 1])
-        return F.cosine_similarity(a, b)
-
-
-def _pair_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(model(x), y.float())  # SetFit's CosineSimilarityLoss
-
-
-@torch.no_grad()
-def _pair_eval(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    model.eval()
-    cos = model(x)
-    return F.mse_loss(cos, y.float()).item(), ((cos > 0.5).float() == y.float()).float().mean().item()
-
-
-@register_recipe
-class FewShot(Recipe):
-    """Few-shot classifiers on embeddings.
-
-    Study file::
-
-        [[recipe]]
-        name = "setfit"
-        kind = "fewshot"
-        strategy = "setfit"        # or "prototypes"
-        encoder = "minilm"         # or parent = "<candidate>" for image/signal tasks
-    """
-
-    kind = "fewshot"
-
-    def __init__(
-        self,
-        *,
-        strategy: str = "prototypes",
-        encoder: str | None = "minilm",
-        parent: str | None = None,
-        scale: float = 10.0,
-        pairs_per_example: int = 20,
-        epochs: int = 1,
-        lr: float = 2e-5,
-        head_epochs: int = 200,
-    ) -> None:
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy '{strategy}'; use {' or '.join(STRATEGIES)}")
-        if strategy == "setfit" and parent is not None:
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy '{self.strategy}'; use {' or '.join(STRATEGIES)}")
+        if self.strategy == "setfit" and self.parent is not None:
             raise ValueError("setfit tunes a pretrained text encoder; drop 'parent' or use strategy = \"prototypes\"")
-        self.strategy, self.encoder, self.parent, self.scale = strategy, encoder, parent, scale
-        self.pairs_per_example, self.epochs, self.lr, self.head_epochs = pairs_per_example, epochs, lr, head_epochs
 
     def check_task(self, task, where: str) -> None:
         if self.parent is None and task.modality != "text":
@@ -164,16 +123,14 @@ class FewShot(Recipe):
         pairs, targets = sample_pairs(task.train.y, self.pairs_per_example, rng)
         vpairs, vtargets = sample_pairs(task.val.y, max(2, self.pairs_per_example // 4), rng)
         x, xv = np.asarray(task.train.x), np.asarray(task.val.x)
-        summary = fit(_PairEncoder(model.body), Split(x[pairs], targets), Split(xv[vpairs], vtargets),
-                      TrainConfig(epochs=self.epochs, batch_size=16, lr=self.lr, warmup_epochs=0, patience=self.epochs),
-                      device=context.device, seed=context.seed, checkpoint=context.work_dir / "pairs.pt", loss_fn=_pair_loss,
-                      progress=context.progress, desc=f"{name} (pairs)", evaluate=_pair_eval)
+        summary = context.fit(_PairEncoder(model.body), Split(x[pairs], targets), Split(xv[vpairs], vtargets),
+                              self.train_config(batch_size=16, warmup_epochs=0, patience=self.epochs), loss=_pair_loss, evaluate=_pair_eval,
+                              stage="pairs")
         return {**summary, "pairs": int(len(pairs))}
 
     def _head(self, model, name: str, context: RecipeContext) -> dict[str, Any]:
         task = context.task
         feats = self._embed(model, context, cache=False)
-        return fit(model.head, Split(feats["train"], task.train.y), Split(feats["val"], task.val.y),
-                   TrainConfig(epochs=self.head_epochs, batch_size=16, lr=1e-2, patience=30), device=context.device, seed=context.seed,
-                   checkpoint=context.work_dir / "head.pt", progress=context.progress, desc=f"{name} (head)", on_epoch_end=context.on_epoch_end)
+        return context.fit(model.head, Split(feats["train"], task.train.y), Split(feats["val"], task.val.y),
+                           self.train_config(epochs=self.head_epochs, batch_size=16, lr=1e-2, patience=30), stage="head")
 

@@ -30,15 +30,16 @@ from ..errors import SpecError, require
 from ..models import zoo
 from ..models.candidate import Candidate
 from ..models.inputs import as_input
-from .base import Recipe, RecipeContext, derived_provenance, register_recipe
-from .train import TrainConfig, fit
+from .base import RecipeContext, derived_provenance, register_recipe
+from .options import TrainingRecipe, training_options
 
 METHODS = ("channels", "heads", "magnitude")
 _WIDTH_OPTION = {"cnn": "channels", "mlp": "hidden"}  # the zoo option structured pruning changes
 
 
 @register_recipe
-class Prune(Recipe):
+@training_options(lr=None, batch_size=64)
+class Prune(TrainingRecipe):
     """Prune the parent to ``sparsity`` in ``steps``, fine-tuning after each.
 
     Study file::
@@ -53,26 +54,21 @@ class Prune(Recipe):
 
     kind = "prune"
 
-    def __init__(
-        self,
-        *,
-        parent: str,
-        method: str = "channels",
-        sparsity: float = 0.5,
-        steps: int = 3,
-        epochs_per_step: int = 8,
-        lr: float | None = None,
-        batch_size: int = 64,
-    ) -> None:
-        if method not in METHODS:
-            raise ValueError(f"unknown method '{method}'; available: {', '.join(METHODS)}")
-        if not 0 < sparsity < 1:
-            raise ValueError(f"'sparsity' must be in (0, 1), got {sparsity}")
-        if steps < 1 or epochs_per_step < 0:
+    parent: str
+    method: str = "channels"
+    sparsity: float = 0.5
+    steps: int = 3
+    epochs_per_step: int = 8
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method '{self.method}'; available: {', '.join(METHODS)}")
+        if not 0 < self.sparsity < 1:
+            raise ValueError(f"'sparsity' must be in (0, 1), got {self.sparsity}")
+        if self.steps < 1 or self.epochs_per_step < 0:
             raise ValueError("'steps' must be at least 1 and 'epochs_per_step' at least 0")
-        self.parent, self.method, self.sparsity, self.steps = parent, method, sparsity, steps
-        self.epochs_per_step, self.batch_size = epochs_per_step, batch_size
-        self.lr = lr if lr is not None else (5e-5 if method == "heads" else 1e-3)  # a pretrained encoder wants a gentle fine-tune
+        if self.lr is None:  # a pretrained encoder wants a gentle fine-tune
+            self.lr = 5e-5 if self.method == "heads" else 1e-3
 
     def make(self, name: str, context: RecipeContext) -> Candidate:
         where = f"[[recipe]] '{name}'"
@@ -98,11 +94,8 @@ class Prune(Recipe):
         for step in range(1, self.steps + 1):
             prune_step(step)
             if self.epochs_per_step:
-                config = TrainConfig(epochs=self.epochs_per_step, batch_size=self.batch_size, lr=self.lr, warmup_epochs=0,
-                                     patience=self.epochs_per_step, weight_decay=0.0)
-                summary = fit(model, context.task.train, context.task.val, config, device=context.device, seed=context.seed + step,
-                              checkpoint=context.work_dir / f"step{step}.pt", progress=context.progress,
-                              desc=f"{name} {step}/{self.steps}", on_epoch_end=context.on_epoch_end)
+                config = self.train_config(epochs=self.epochs_per_step, warmup_epochs=0, patience=self.epochs_per_step, weight_decay=0.0)
+                summary = context.fit(model, context.task.train, context.task.val, config, stage=f"step{step}", seed=context.seed + step)
                 model.cpu()
                 seconds += summary["train_seconds"]
                 best = len(history) + summary["best_epoch"]  # the last step's kept epoch, counted across steps

@@ -29,8 +29,9 @@ from ..errors import SpecError
 from ..models import zoo
 from ..models.candidate import Candidate, Provenance
 from ..models.forward import forward_pass
-from .base import Recipe, RecipeContext, check_trainable, register_recipe
-from .train import TrainConfig, _jsonable, arch_options_for, fit
+from .base import RecipeContext, check_trainable, register_recipe
+from .options import TrainingRecipe, checked_arch, training_options
+from .train import _jsonable, arch_options_for
 
 def token_dropout(ids: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Drop a share of the real tokens (they become padding, which token models skip); text's augmentation."""
@@ -70,74 +71,17 @@ class Augmenter:
     the contrastive task easier than the invariance it should teach.
     """
 
-    def __init__(self, modality: str, seed: int, strength: float = 1.0) -> None:
-        if modality not in AUGMENT:
-            raise SpecError(f"selfsup: no augmentations for {modality} data; it supports {', '.join(AUGMENT)}")
-        ops = {**CORRUPTIONS.get(modality, {}), "token_dropout": token_dropout}
-        self.ops = [(ops[name], levels) for name, levels in AUGMENT[modality]]
-        self.rng = np.random.default_rng(seed)
-        self.strength = strength
+    arch: str = "cnn"
+    arch_options: dict[str, Any] | None = None
+    pretrain_epochs: int = 100
+    temperature: float = 0.2
+    then: str = "linear-probe"
+    head_lr: float = 1e-2
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        a = x.detach().cpu().numpy().copy()
-        for fn, (lo, hi) in self.ops:
-            hit = self.rng.random(len(a)) < 0.8 * self.strength
-            severity = self.rng.integers(lo, hi + 1, len(a))
-            for level in range(lo, hi + 1):  # one call per severity level keeps the corruptions vectorised
-                rows = np.flatnonzero(hit & (severity == level))
-                if len(rows):
-                    a[rows] = fn(a[rows], level, self.rng).astype(a.dtype)
-        return torch.from_numpy(np.ascontiguousarray(a)).to(x.device)
-
-
-class _Contrastive(nn.Module):
-    """Encoder body plus a projection head; the head is dropped after pretraining."""
-
-    def __init__(self, body: nn.Module, width: int, proj: int = 64) -> None:
-        super().__init__()
-        self.body = body
-        self.projector = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, proj))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.projector(self.body(x))
-
-
-@register_recipe
-class SelfSup(Recipe):
-    """Contrastive pretraining on the task's unlabelled pool, then a head on the labels.
-
-    Study file::
-
-        [[recipe]]
-        name = "simclr"
-        kind = "selfsup"
-        arch = "cnn"
-        then = "linear-probe"     # or "finetune"
-    """
-
-    kind = "selfsup"
-
-    def __init__(
-        self,
-        *,
-        arch: str = "cnn",
-        arch_options: dict[str, Any] | None = None,
-        pretrain_epochs: int = 100,
-        batch_size: int = 256,
-        lr: float = 3e-3,
-        temperature: float = 0.2,
-        then: str = "linear-probe",
-        epochs: int = 200,
-        head_lr: float = 1e-2,
-    ) -> None:
-        if then not in ("linear-probe", "finetune"):
-            raise ValueError(f"'then' must be linear-probe or finetune, got {then!r}")
-        if arch not in zoo.ARCHITECTURES:
-            raise ValueError(zoo.unknown_arch(arch))
-        zoo.check_arch(arch, dict(arch_options or {}), "arch_options")
-        self.arch, self.arch_options = arch, dict(arch_options or {})
-        self.pretrain_epochs, self.batch_size, self.lr, self.temperature = pretrain_epochs, batch_size, lr, temperature
-        self.then, self.epochs, self.head_lr = then, epochs, head_lr
+    def __post_init__(self) -> None:
+        if self.then not in ("linear-probe", "finetune"):
+            raise ValueError(f"'then' must be linear-probe or finetune, got {self.then!r}")
+        self.arch_options = checked_arch(self.arch, self.arch_options)
 
     def check_task(self, task, where: str) -> None:
         check_trainable(self.arch, self.arch_options, task, self.batch_size, where)
@@ -182,22 +126,18 @@ class SelfSup(Recipe):
         done = cache_dir / f"selfsup-{key}.pt"
         pre = _cached_pretraining(done, net)  # the same pretraining already ran in this run
         if pre is None:
-            pre = fit(net, pre_train, pre_val, TrainConfig(epochs=self.pretrain_epochs, batch_size=self.batch_size, lr=self.lr, patience=self.pretrain_epochs),
-                      device=context.device, seed=context.seed, checkpoint=cache_dir / f"selfsup-{key}.checkpoint.pt", loss_fn=contrastive,
-                      progress=context.progress, desc=f"{name} (pretrain)", evaluate=validate)
+            pre = context.fit(net, pre_train, pre_val, self.train_config(epochs=self.pretrain_epochs, patience=self.pretrain_epochs),
+                              loss=contrastive, evaluate=validate, stage="pretrain")
             with atomic_path(done) as tmp:
                 torch.save({"weights": net.state_dict(), "summary": {k: pre[k] for k in ("epochs_run", "best_epoch", "train_seconds", "best_val_loss")}}, tmp)
         model.to(context.device)
-        if self.then == "linear-probe":  # frozen encoder in eval mode: features once, then the head on them
+        if self.then == "linear-probe":  # frozen encoder: features once, then the head on them
             feats = {s: forward_pass(model, task.split(s).x, batch_size=1024, device=context.device, logits=False, features=True).features.numpy()
                      for s in ("train", "val")}
-            head = fit(model.head, Split(feats["train"], task.train.y), Split(feats["val"], task.val.y),
-                       TrainConfig(epochs=self.epochs, batch_size=32, lr=self.head_lr, patience=30), device=context.device, seed=context.seed,
-                       checkpoint=context.work_dir / "head.pt", progress=context.progress, desc=f"{name} (probe)", on_epoch_end=context.on_epoch_end)
+            head = context.fit(model.head, Split(feats["train"], task.train.y), Split(feats["val"], task.val.y),
+                               self.train_config(batch_size=32, lr=self.head_lr, patience=30), stage="probe")
         else:
-            head = fit(model, task.train, task.val, TrainConfig(epochs=self.epochs, batch_size=32, lr=self.lr / 3, patience=30),
-                       device=context.device, seed=context.seed, checkpoint=context.work_dir / "head.pt", progress=context.progress,
-                       desc=f"{name} (finetune)", on_epoch_end=context.on_epoch_end)
+            head = context.fit(model, task.train, task.val, self.train_config(batch_size=32, lr=self.lr / 3, patience=30), stage="finetune")
         arch = {"name": self.arch, "input_shape": list(task.input_shape), "num_classes": task.num_classes, **_jsonable(options)}
         provenance = Provenance(recipe=self.kind, arch=arch, config=self.params(), seed=context.seed, data_hash=task.digest())
         training = {**head, "pretraining": {k: pre[k] for k in ("epochs_run", "best_epoch", "train_seconds", "best_val_loss")},

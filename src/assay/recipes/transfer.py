@@ -29,8 +29,8 @@ from ..models.candidate import Candidate, Provenance
 from ..models.forward import forward_pass
 from ..data.text import model_folder
 from ..models.pretrained import check_folder, weights_digest
-from .base import Recipe, RecipeContext, register_recipe
-from .train import TrainConfig, fit
+from .base import RecipeContext, register_recipe
+from .options import TrainConfig, TrainingRecipe, training_options
 
 STRATEGIES = ("linear-probe", "finetune", "lora")
 _DEFAULT_LR = {"linear-probe": 1e-2, "finetune": 5e-5, "lora": 5e-4}
@@ -59,7 +59,8 @@ def encode_splits(model: nn.Module, task: Task, splits: tuple[str, ...], cache: 
 
 
 @register_recipe
-class Transfer(Recipe):
+@training_options(epochs=None, batch_size=32, lr=None, weight_decay=0.01, patience=None)
+class Transfer(TrainingRecipe):
     """Transfer from a pretrained text encoder.
 
     Study file::
@@ -73,37 +74,27 @@ class Transfer(Recipe):
 
     kind = "transfer"
 
-    def __init__(
-        self,
-        *,
-        encoder: str = "minilm",
-        strategy: str = "linear-probe",
-        epochs: int | None = None,
-        batch_size: int = 32,
-        lr: float | None = None,
-        weight_decay: float = 0.01,
-        patience: int | None = None,
-        layer_decay: float = 1.0,
-        lora_rank: int = 8,
-        lora_alpha: int = 16,
-        lora_dropout: float = 0.1,
-        lora_targets: list[str] | tuple[str, ...] = ("query", "value"),
-    ) -> None:
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy '{strategy}'; use one of {', '.join(STRATEGIES)}")
-        if not 0 < layer_decay <= 1:
-            raise ValueError(f"'layer_decay' must be in (0, 1], got {layer_decay}")
-        self.encoder, self.strategy, self.epochs, self.batch_size = encoder, strategy, epochs, batch_size
-        self.lr, self.weight_decay, self.patience, self.layer_decay = lr, weight_decay, patience, layer_decay
-        self.lora_rank, self.lora_alpha, self.lora_dropout, self.lora_targets = lora_rank, lora_alpha, lora_dropout, list(lora_targets)
+    encoder: str = "minilm"
+    strategy: str = "linear-probe"
+    layer_decay: float = 1.0
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    lora_targets: list[str] | tuple[str, ...] = ("query", "value")
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy '{self.strategy}'; use one of {', '.join(STRATEGIES)}")
+        if not 0 < self.layer_decay <= 1:
+            raise ValueError(f"'layer_decay' must be in (0, 1], got {self.layer_decay}")
+        self.lora_targets = list(self.lora_targets)
 
     def _config(self) -> TrainConfig:
+        """Unset epochs, lr and patience take the strategy's defaults: a probe trains long and fast, a fine-tune briefly and gently."""
         probe = self.strategy == "linear-probe"
-        return TrainConfig(
+        return self.train_config(
             epochs=self.epochs or (200 if probe else 4),
-            batch_size=self.batch_size,
             lr=self.lr or _DEFAULT_LR[self.strategy],
-            weight_decay=self.weight_decay,
             warmup_epochs=1 if probe else 0,
             patience=self.patience or (20 if probe else 2),
         )
@@ -139,9 +130,7 @@ class Transfer(Recipe):
     def _linear_probe(self, model, name: str, context: RecipeContext) -> dict[str, Any]:
         task = context.task
         feats = encode_splits(model, task, ("train", "val"), context.shared_dir, f"{self.encoder}")
-        summary = fit(model.head, Split(feats["train"], task.train.y), Split(feats["val"], task.val.y), self._config(),
-                      device=context.device, seed=context.seed, checkpoint=context.work_dir / "checkpoint.pt",
-                      progress=context.progress, desc=name, on_epoch_end=context.on_epoch_end)
+        summary = context.fit(model.head, Split(feats["train"], task.train.y), Split(feats["val"], task.val.y), self._config())
         return {**summary, "trainable_parameters": sum(p.numel() for p in model.head.parameters()),
                 "total_parameters": sum(p.numel() for p in model.parameters())}
 
@@ -162,9 +151,7 @@ class Transfer(Recipe):
         total = sum(p.numel() for p in model.parameters())
         if context.progress:
             print(f"{name}: training {trainable:,} of {total:,} parameters ({trainable / total:.2%})")
-        summary = fit(model, context.task.train, context.task.val, self._config(), device=context.device, seed=context.seed,
-                      checkpoint=context.work_dir / "checkpoint.pt", progress=context.progress, desc=name,
-                      on_epoch_end=context.on_epoch_end, param_groups=groups)
+        summary = context.fit(model, context.task.train, context.task.val, self._config(), param_groups=groups)
         return {**summary, "trainable_parameters": trainable, "total_parameters": total}
 
 
