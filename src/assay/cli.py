@@ -265,17 +265,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 _COMMANDS = {"demo": _cmd_demo, "run": _cmd_run, "compress": _cmd_compress, "runs": _cmd_runs, "show": _cmd_show, "report": _cmd_report}
 
-_KEY_METRICS = ("accuracy", "macro_f1", "worst_class_recall", "ece", "latency_p50_ms", "size_mb")
-
-
 def _summary(run_id, candidates, evidence, decision) -> str:
-    """Candidates x key metrics (with intervals), gate results and the decision."""
+    """Candidates x key metrics (with intervals), gate results and the decision.
+
+    The columns are the policy's metrics, then those the checks declare for the terminal summary, where measured.
+    """
+    from .checks.base import known_metrics
+    from .checks.metrics import TERMINAL, summary_metrics
+
     table: dict[str, dict[str, str]] = {}
     for e in evidence:
         if e.split == "test":
             table.setdefault(e.candidate, {})[e.metric] = e.interval_text()
-    metrics = [m for m in (*(_policy_metrics(decision)), *_KEY_METRICS) if any(m in row for row in table.values())]
-    metrics = list(dict.fromkeys(metrics))
+    wanted = (*(decision.metrics() if decision else ()), *summary_metrics(TERMINAL, known_metrics().values()))
+    metrics = [m for m in dict.fromkeys(wanted) if any(m in row for row in table.values())]
     rows = [["candidate", "recipe", *metrics, "gates"]]
     recipes = {c["name"]: c.get("recipe", "") + (f"({c['parent']})" if c.get("parent") else "") for c in candidates}
     for name in table:
@@ -287,13 +290,6 @@ def _summary(run_id, candidates, evidence, decision) -> str:
         lines.append(f"\ndecision: {'ship ' + decision.chosen if decision.chosen else 'no candidate passes the gates'}")
         lines.append(f"because:  {decision.reason}")
     return "\n".join(lines)
-
-
-def _policy_metrics(decision) -> list[str]:
-    if decision is None:
-        return []
-    names = [g.split()[0] for g in decision.gates] + [o.split()[-1] for o in decision.objectives]
-    return names
 
 
 def _format_table(rows: list[list[str]]) -> str:

@@ -29,39 +29,82 @@ import math
 import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from .evidence import Evidence
 from .errors import SpecError, did_you_mean
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
 _GATE = re.compile(r"^\s*([A-Za-z_][\w.:\-\[\]]*)\s*(>=|<=|==|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
-_BARE = re.compile(r"^\s*([A-Za-z_]\w*)\s*$")  # 'beats_baseline' alone means 'beats_baseline >= 1'
-_BOOLEAN_METRICS = ("beats_baseline",)
+_BARE = re.compile(r"^\s*([A-Za-z_]\w*)\s*$")  # a flag alone ('beats_baseline') means 'beats_baseline >= 1'
 SELECT_SPLITS = ("val", "test")
 _OBJECTIVE = re.compile(r"^\s*(maximi[sz]e|minimi[sz]e)\s+([A-Za-z_][\w.:\-\[\]]*)\s*$")
 
 
+class MetricInfo(Protocol):
+    """What the policy reads of a metric's declaration (``checks.metrics.Metric``)."""
+
+    gateable: bool
+    scale: str
+
+
 @dataclass(frozen=True)
 class Gate:
+    """``metric op threshold``: a candidate passes when its value satisfies it."""
+
     metric: str
     op: str
     threshold: float
 
     def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.threshold:g}"
+        return f"{self.metric} {self.condition}"
+
+    @property
+    def condition(self) -> str:
+        """``">= 0.95"``: the gate without its metric."""
+        return f"{self.op} {self.threshold:g}"
 
     def passes(self, value: float) -> bool:
         return bool(_OPS[self.op](value, self.threshold))
 
+    @classmethod
+    def parse(cls, text: str, flags: Iterable[str] = ()) -> Gate:
+        """A gate from its text; a metric of ``flags`` written alone means ``metric >= 1``.
+
+        Raises:
+            SpecError: when the text is not ``metric op number``.
+        """
+        bare = _BARE.match(text)
+        if bare and bare[1] in set(flags):
+            text = f"{bare[1]} >= 1"
+        m = _GATE.match(text)
+        if not m:
+            raise SpecError(f"cannot read gate '{text}'; write it as 'metric >= number' (ops: >=, <=, >, <, ==)")
+        return cls(m[1], m[2], float(m[3]))
+
 
 @dataclass(frozen=True)
 class Objective:
+    """``maximise metric`` or ``minimise metric``."""
+
     metric: str
     maximise: bool
 
     def __str__(self) -> str:
         return f"{'maximise' if self.maximise else 'minimise'} {self.metric}"
+
+    @classmethod
+    def parse(cls, text: str) -> Objective:
+        """An objective from its text (``maximize`` and ``minimize`` too).
+
+        Raises:
+            SpecError: when the text is not ``maximise metric`` or ``minimise metric``.
+        """
+        m = _OBJECTIVE.match(text)
+        if not m:
+            raise SpecError(f"cannot read objective '{text}'; write it as 'maximise metric' or 'minimise metric'")
+        return cls(m[2], m[1].startswith("maxim"))
 
 
 @dataclass(frozen=True)
@@ -71,8 +114,8 @@ class Policy:
     select_on: str = "val"  # the split gates and objectives are read on
 
     @classmethod
-    def parse(cls, section: Mapping[str, object], known: Mapping[str, bool | None], where: str = "study.toml [policy]") -> Policy:
-        """Parse and validate a ``[policy]`` table against the known metrics.
+    def parse(cls, section: Mapping[str, object], known: Mapping[str, MetricInfo], where: str = "study.toml [policy]") -> Policy:
+        """Parse and validate a ``[policy]`` table against the known metrics (name -> declaration).
 
         Raises:
             SpecError: naming the bad gate or objective and suggesting a fix.
@@ -83,23 +126,17 @@ class Policy:
         select_on = section.get("select_on", "val")
         if select_on not in SELECT_SPLITS:
             raise SpecError(f"{where}: select_on = {select_on!r} is not a split to decide on; use \"val\" (the default) or \"test\"")
+        flags = [name for name, m in known.items() if m.scale == "flag"]
         gates = []
         for text in _strings(section.get("gates", []), where, "gates"):
-            bare = _BARE.match(text)
-            if bare and bare[1] in _BOOLEAN_METRICS:
-                text = f"{bare[1]} >= 1"
-            m = _GATE.match(text)
-            if not m:
-                raise SpecError(f"{where}: cannot read gate '{text}'; write it as 'metric >= number' (ops: >=, <=, >, <, ==)")
-            _known_metric(m[1], known, where, f"gate '{text}'")
-            gates.append(Gate(m[1], m[2], float(m[3])))
+            gate = _parsed(Gate.parse, text, where, flags)
+            _known_metric(gate.metric, known, where, f"gate '{gate}'")
+            gates.append(gate)
         objectives = []
         for text in _strings(section.get("objectives", []), where, "objectives"):
-            m = _OBJECTIVE.match(text)
-            if not m:
-                raise SpecError(f"{where}: cannot read objective '{text}'; write it as 'maximise metric' or 'minimise metric'")
-            _known_metric(m[2], known, where, f"objective '{text}'")
-            objectives.append(Objective(m[2], m[1].startswith("maxim")))
+            objective = _parsed(Objective.parse, text, where)
+            _known_metric(objective.metric, known, where, f"objective '{text}'")
+            objectives.append(objective)
         return cls(tuple(gates), tuple(objectives), select_on)
 
     def metrics(self) -> set[str]:
@@ -114,15 +151,27 @@ def _strings(value: object, where: str, key: str) -> list[str]:
     return value
 
 
-def _known_metric(metric: str, known: Mapping[str, bool | None], where: str, what: str) -> None:
+def _parsed(parse, text: str, where: str, *args):
+    try:
+        return parse(text, *args)
+    except SpecError as error:
+        raise SpecError(f"{where}: {error}") from None
+
+
+def _known_metric(metric: str, known: Mapping[str, MetricInfo], where: str, what: str) -> None:
     if metric not in known:
         raise SpecError(f"{where}: unknown metric '{metric}' in {what}{did_you_mean(metric, known)}")
+    if not known[metric].gateable:
+        raise SpecError(f"{where}: {what} reads '{metric}', which describes the data, the same for every candidate, so it cannot "
+                        f"tell candidates apart; use a metric of the candidate instead")
 
 
 @dataclass(frozen=True)
 class GateResult:
+    """One candidate judged on one gate, with the value it was judged on (``None``: not measured)."""
+
     candidate: str
-    gate: str
+    gate: Gate
     value: float | None
     passed: bool
 
@@ -134,7 +183,7 @@ class Decision:
     Attributes:
         chosen: the picked candidate's name, or ``None`` when none passed.
         reason: one or two sentences a person can read.
-        gates, objectives: the policy as written.
+        gates, objectives: the policy, parsed (stored as their text, ``"accuracy >= 0.95"``).
         passed: candidates that pass every gate.
         pareto: the Pareto front among those.
         gate_results: every (candidate, gate) with the value it was judged on.
@@ -146,8 +195,8 @@ class Decision:
 
     chosen: str | None
     reason: str
-    gates: tuple[str, ...]
-    objectives: tuple[str, ...]
+    gates: tuple[Gate, ...]
+    objectives: tuple[Objective, ...]
     passed: tuple[str, ...]
     pareto: tuple[str, ...]
     gate_results: tuple[GateResult, ...]
@@ -156,18 +205,32 @@ class Decision:
     failed: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-able, gates and objectives as their text (the form every stored decision has)."""
+        return {
+            "chosen": self.chosen, "reason": self.reason,
+            "gates": [str(g) for g in self.gates], "objectives": [str(o) for o in self.objectives],
+            "passed": list(self.passed), "pareto": list(self.pareto),
+            "gate_results": [{"candidate": r.candidate, "gate": str(r.gate), "value": r.value, "passed": r.passed} for r in self.gate_results],
+            "select_on": self.select_on, "tied": list(self.tied), "failed": dict(self.failed),
+        }
+
+    def metrics(self) -> list[str]:
+        """Metric names the gates read, then the objectives, each once."""
+        return list(dict.fromkeys([g.metric for g in self.gates] + [o.metric for o in self.objectives]))
 
     def is_reference(self, name: str) -> bool:
         """True when ``name`` fails only relative gates (``*_drop``) it has no measurement for: the parent variants are compared with."""
         failed = [r for r in self.gate_results if r.candidate == name and not r.passed]
-        return bool(failed) and all(r.value is None and r.gate.split()[0].endswith("_drop") for r in failed)
+        return bool(failed) and all(r.value is None and r.gate.metric.endswith("_drop") for r in failed)
 
     @classmethod
     def from_dict(cls, data: Mapping) -> Decision:
+        """Read back ``to_dict``'s form; gate and objective texts are parsed again (flags were written out in full)."""
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         fields.setdefault("select_on", "test")  # decisions stored before selection moved to validation were made on test
-        fields["gate_results"] = tuple(GateResult(**g) for g in data["gate_results"])
+        fields["gates"] = tuple(Gate.parse(g) for g in data["gates"])
+        fields["objectives"] = tuple(Objective.parse(o) for o in data["objectives"])
+        fields["gate_results"] = tuple(GateResult(**{**g, "gate": Gate.parse(g["gate"])}) for g in data["gate_results"])
         return cls(**fields)
 
 
@@ -229,11 +292,11 @@ def select(
         for gate in policy.gates:
             e = table.get(name, {}).get(gate.metric)
             value = None if e is None else e.value
-            results.append(GateResult(name, str(gate), value, value is not None and gate.passes(value)))
+            results.append(GateResult(name, gate, value, value is not None and gate.passes(value)))
     passed = [n for n in candidates if all(r.passed for r in results if r.candidate == n)]
     common = dict(
-        gates=tuple(map(str, policy.gates)),
-        objectives=tuple(map(str, policy.objectives)),
+        gates=policy.gates,
+        objectives=policy.objectives,
         passed=tuple(passed),
         gate_results=tuple(results),
         select_on=policy.select_on,

@@ -79,3 +79,55 @@ def test_a_child_identical_to_its_parent_is_not_certain_to_be_identical(cnn, con
         assert row["low"] < 0 < row["high"] and not row["flagged"]
     for e in evidence.values():
         assert e.low <= e.value <= e.high
+
+
+def test_ece_rise_uses_the_calibration_checks_bins(cnn, mlp, context):
+    """With the study's calibration at 5 bins, the paired ECE rise is the difference of 5-bin ECEs, not 15-bin ones."""
+    from dataclasses import replace
+
+    from assay.checks.calibration import Calibration, expected_calibration_error
+
+    context.candidates = {"mlp": mlp, "cnn": cnn}
+    ours, theirs = context.predict(cnn), context.predict(mlp)
+
+    def rise(n_bins: int) -> float:
+        return expected_calibration_error(ours.probs, ours.labels, n_bins) - expected_calibration_error(theirs.probs, theirs.labels, n_bins)
+
+    assert abs(rise(5) - rise(15)) > 1e-4  # the bins make a difference here, so the test can tell them apart
+    default = {e.metric: e for e in Comparison().run(cnn, context)}["ece_rise"]
+    assert default.value == pytest.approx(rise(15), abs=1e-12)
+    studied = {e.metric: e for e in Comparison().run(cnn, replace(context, checks={"calibration": Calibration(n_bins=5)}))}["ece_rise"]
+    assert studied.value == pytest.approx(rise(5), abs=1e-12) and studied.low <= studied.value <= studied.high
+    own = {e.metric: e for e in Comparison(n_bins=5).run(cnn, context)}["ece_rise"]
+    assert own.value == pytest.approx(rise(5), abs=1e-12)
+
+
+def test_group_drop_uses_the_fairness_checks_group(cnn, mlp, digits, context):
+    """With two group attributes, the worst-group drop is on the one the study's fairness check reads, not the first."""
+    from dataclasses import replace
+
+    from assay.checks.fairness import Fairness
+    from assay.data.task import Split
+
+    ink = digits.test.x.reshape(len(digits.test), -1).mean(1)
+    by_ink = np.array(["light", "medium", "heavy"])[np.digitize(ink, np.quantile(ink, [1 / 3, 2 / 3]))]
+    by_parity = np.where(digits.test.y % 2 == 0, "even", "odd")
+    task = replace(digits, test=Split(digits.test.x, digits.test.y, groups={"ink": by_ink, "parity": by_parity}))
+    ctx = replace(context, task=task, candidates={"mlp": mlp, "cnn": cnn})
+
+    def drop(check: Comparison, **kw) -> dict:
+        return {e.metric: e for e in check.run(cnn, replace(ctx, **kw))}["worst_group_accuracy_drop"]
+
+    first = drop(Comparison())
+    assert first.details["attribute"] == "ink" and first.view == "group:ink"
+    chosen = drop(Comparison(), checks={"fairness": Fairness(group="parity")})
+    assert chosen.details["attribute"] == "parity" and chosen.view == "group:parity"
+    assert {row["name"] for row in chosen.details["per_group"]} == {"even", "odd"}
+    right = lambda c: context.predict(c).predicted == context.predict(c).labels  # noqa: E731
+    worst = lambda ok: min(ok[by_parity == g].mean() for g in ("even", "odd"))  # noqa: E731
+    assert chosen.value == pytest.approx(worst(right(mlp)) - worst(right(cnn)), abs=1e-12)
+    assert drop(Comparison(group="parity")).details["attribute"] == "parity"
+    # A group the task lacks: the other drops are still measured, and the skip says why.
+    records = Comparison(group="age").run(cnn, ctx)
+    assert "accuracy_drop" in {e.metric for e in records} and "worst_group_accuracy_drop" not in {e.metric for e in records}
+    assert any(e.metric == "skipped" and "'age' is not in the task" in e.details["reason"] for e in records)

@@ -20,7 +20,7 @@ import pytest
 
 from assay.evidence import SKIPPED, Evidence
 from assay.report import FIGURES, ReportData, render_html, render_model_card, write_report
-from assay.select import Decision, GateResult
+from assay.select import Decision, Gate, GateResult, Objective
 
 CLASSES = [str(d) for d in range(10)]
 PER_CLASS = 27  # 270 test images, as the digits task's 15% test split
@@ -87,11 +87,11 @@ def _candidate(name: str, recipe: str, parent: str | None, arch: dict, parameter
 def _decision(evidence: list[Evidence], chosen: str | None, failing: dict[str, str]) -> Decision:
     value = {(e.candidate, e.metric): e.value for e in evidence}
     names = list(dict.fromkeys(e.candidate for e in evidence))
-    gates = ("accuracy >= 0.95", "ece <= 0.05")
-    results = tuple(GateResult(n, g, value[n, g.split()[0]], failing.get(n) != g) for n in names for g in gates)
+    gates = (Gate("accuracy", ">=", 0.95), Gate("ece", "<=", 0.05))
+    results = tuple(GateResult(n, g, value[n, g.metric], failing.get(n) != str(g)) for n in names for g in gates)
     passed = tuple(n for n in names if n not in failing)
     return Decision(chosen, f"{chosen} passes all 2 gate(s) and is on the Pareto front; it is best on latency_p50_ms." if chosen else
-                    "No candidate passes every gate.", gates, ("maximise accuracy", "minimise latency_p50_ms"), passed,
+                    "No candidate passes every gate.", gates, (Objective("accuracy", True), Objective("latency_p50_ms", False)), passed,
                     passed[:2] if chosen else (), results)
 
 

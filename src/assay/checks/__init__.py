@@ -6,14 +6,22 @@ import importlib
 
 from .base import CHECKS, Check, CheckContext, Evidence, register_check
 
-# Modules holding registered checks; importing one registers it.
-_MODULES = ("performance", "calibration", "efficiency", "robustness", "ood", "fairness", "comparison", "slices", "baseline")
+# Modules holding registered checks; importing one registers it. Their order is the registry's: the
+# default [checks] run list, the report's findings columns and the summary's metric columns follow it.
+_MODULES = ("performance", "calibration", "robustness", "ood", "fairness", "slices", "comparison", "efficiency", "baseline")
 
 
 def load_all() -> dict[str, type[Check]]:
-    """Import every check module so the registry is complete."""
+    """Import every check module so the registry is complete, in ``_MODULES`` order."""
     for module in _MODULES:
         importlib.import_module(f"{__name__}.{module}")
+    # Whatever imported a check module first (comparison imports calibration), the order is _MODULES';
+    # checks registered from elsewhere follow, in registration order (the sort is stable).
+    rank = {module: i for i, module in enumerate(_MODULES)}
+    ordered = sorted(CHECKS.values(), key=lambda cls: rank.get(cls.__module__.rpartition(".")[2], len(rank)))
+    if list(CHECKS.values()) != ordered:
+        CHECKS.clear()
+        CHECKS.update((cls.name, cls) for cls in ordered)
     return CHECKS
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import SpecError, did_you_mean
 from ..evidence import SKIPPED, Evidence
+from .metrics import Metric
 
 if TYPE_CHECKING:
     from ..data.task import Split, Task
@@ -37,6 +38,9 @@ class CheckContext:
     candidates: Mapping[str, Candidate] = field(default_factory=dict)  # all of the study's, by name
     views: tuple[str, ...] = ()  # test-split views the study's checks asked for (prefetched): others may read them at no cost
     split: str = "test"  # the split checks evaluate on: "val" when a policy decides there, "test" for the reported figures
+    # The study's configured checks, by name, so one check can follow another's options
+    # (comparison bins ECE as calibration does and compares the group fairness reads).
+    checks: Mapping[str, Check] = field(default_factory=dict)
 
     @property
     def data(self) -> Split:
@@ -56,19 +60,33 @@ class CheckContext:
 class Check:
     """Base class: constructors store keyword-only parameters; ``run`` computes.
 
-    Subclasses set ``name``, ``metrics`` (metric -> higher_is_better) and,
-    where they differ from the defaults, ``needs``, ``views`` and ``splits``
-    (clean splits read besides the evaluated one, e.g. ``val`` to fit a
-    temperature). ``per_split = False`` marks a check whose figures do not
-    depend on the evaluated split (efficiency): it runs once.
+    Subclasses set ``name``, ``metrics`` (name -> ``Metric``, from
+    ``metrics.declare``: everything the store, policy and report know about
+    each metric is declared there) and, where they differ from the defaults,
+    ``needs``, ``views`` and ``splits`` (clean splits read besides the
+    evaluated one, e.g. ``val`` to fit a temperature). ``per_split = False``
+    marks a check whose figures do not depend on the evaluated split
+    (efficiency): it runs once. ``covers`` says what inputs a model that went
+    through the check was tested on (the model card lists what was not run),
+    and ``worst_finding`` gives the report's one-line worst finding.
     """
 
     name: ClassVar[str]
-    metrics: ClassVar[Mapping[str, bool | None]] = {}
+    metrics: ClassVar[Mapping[str, Metric]] = {}
     needs: ClassVar[tuple[str, ...]] = ("logits",)
     views: ClassVar[tuple[str, ...]] = ("clean",)
     splits: ClassVar[tuple[str, ...]] = ("test",)
     per_split: ClassVar[bool] = True
+    covers: ClassVar[str] = ""
+
+    @staticmethod
+    def worst_finding(records: Mapping[str, Evidence]) -> str | None:
+        """Where a candidate is weakest, in a few words, from its records of this check (metric -> Evidence).
+
+        ``None`` (the default): the check has no column in the report's findings
+        table; ``""``: it has one, but these records say nothing.
+        """
+        return None
 
     def run(self, candidate: Candidate, context: CheckContext) -> list[Evidence]:
         raise NotImplementedError  # each registered check overrides it
@@ -99,7 +117,7 @@ class Check:
         return Evidence(check=self.name, metric=SKIPPED, candidate=candidate.name, value=math.nan, details={"reason": reason})
 
     def evidence(self, candidate: Candidate, metric: str, value: float, interval=None, **kw: Any) -> Evidence:
-        """An Evidence record for ``metric``, its direction read from ``metrics``."""
+        """An Evidence record for ``metric``, its direction read from its declaration in ``metrics``."""
         low, high = interval if interval is not None else (None, None)
         return Evidence(
             check=self.name,
@@ -108,7 +126,7 @@ class Check:
             value=float(value),
             low=None if low is None else float(low),
             high=None if high is None else float(high),
-            higher_is_better=self.metrics.get(metric),
+            higher_is_better=self.metrics[metric].higher_is_better,
             **kw,
         )
 
@@ -117,7 +135,15 @@ CHECKS: dict[str, type[Check]] = {}
 
 
 def register_check(cls: type[Check]) -> type[Check]:
-    """Class decorator adding a check to the registry under ``cls.name``."""
+    """Class decorator adding a check to the registry under ``cls.name``.
+
+    Raises:
+        ValueError: when one of its metrics is already another check's (metric names key the store, policy and report alone).
+    """
+    for other in CHECKS.values():
+        shared = sorted(set(cls.metrics) & set(other.metrics))
+        if other.name != cls.name and shared:
+            raise ValueError(f"check '{cls.name}' declares {', '.join(shared)}, already produced by '{other.name}'; give its metrics their own names")
     CHECKS[cls.name] = cls
     return cls
 
@@ -133,12 +159,11 @@ def make_check(name: str, options: Mapping[str, Any], where: str = "[checks]") -
     return construct(CHECKS[name], options, f"{where}.{name}")
 
 
-def known_metrics() -> dict[str, bool | None]:
-    """Every metric any registered check can report, with its direction."""
+def known_metrics() -> dict[str, Metric]:
+    """Every metric any registered check can report, with its declaration, in registry order."""
     from . import load_all
 
-    load_all()
-    out: dict[str, bool | None] = {}
-    for cls in CHECKS.values():
+    out: dict[str, Metric] = {}
+    for cls in load_all().values():
         out.update(cls.metrics)
     return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Check, CheckContext, Evidence, register_check
+from .metrics import Metric, declare
 from ..stats import paired_difference_interval, proportion_interval
 
 
@@ -31,7 +32,16 @@ class Baseline(Check):
     """Accuracy against always predicting the training set's majority class."""
 
     name = "baseline"
-    metrics = {"baseline_accuracy": True, "baseline_balanced_accuracy": True, "accuracy_gain_over_baseline": True, "beats_baseline": True}
+    # The baseline's own figures describe the data, the same for every candidate: no policy may rank on them.
+    metrics = declare(
+        Metric("baseline_accuracy", True, "accuracy of always answering the training set's majority class", scale="proportion",
+               gateable=False),
+        Metric("baseline_balanced_accuracy", True, "balanced accuracy of always answering the majority class", scale="proportion",
+               gateable=False),
+        Metric("accuracy_gain_over_baseline", True, "accuracy minus the trivial baseline's, paired over the same examples",
+               scale="difference"),
+        Metric("beats_baseline", True, "1 when the gain's 95% interval lies above 0", scale="flag"),
+    )
 
     def run(self, candidate, context: CheckContext) -> list[Evidence]:
         task = context.task

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from collections.abc import Mapping
+
 from .base import Check, CheckContext, Evidence, register_check
+from .metrics import REPORT, TERMINAL, Metric, declare
 from ..stats import bootstrap, bootstrap_interval
 
 
@@ -169,7 +172,24 @@ class Calibration(Check):
     """Whether confidence matches accuracy, before and after temperature scaling fitted on validation."""
 
     name = "calibration"
-    metrics = {"ece": False, "brier_loss": False, "nll_loss": False, "ece_temperature_scaled": False, "nll_loss_temperature_scaled": False}
+    metrics = declare(
+        Metric("ece", False, "expected calibration error: mean gap between confidence and accuracy over confidence bins",
+               scale="proportion", summary=(REPORT, TERMINAL)),
+        Metric("brier_loss", False, "mean squared error of the predicted probabilities (0 to 2)", scale="amount"),
+        Metric("nll_loss", False, "mean negative log-likelihood of the true class", scale="amount"),
+        Metric("ece_temperature_scaled", False, "ECE after a temperature fitted on validation", scale="proportion"),
+        Metric("nll_loss_temperature_scaled", False, "negative log-likelihood after a temperature fitted on validation", scale="amount"),
+    )
+
+    @staticmethod
+    def worst_finding(records: Mapping[str, Evidence]) -> str:
+        e, t = records.get("ece"), records.get("ece_temperature_scaled")
+        if not e:
+            return ""
+        if not t:
+            return f"ECE {e.interval_text()}"
+        worse = " (worse: temperature scaling does not help here)" if t.value > e.value else ""
+        return f"ECE {e.interval_text()}; {t.value:.3f} after temperature {t.details.get('temperature', 0):.2f}{worse}"
     splits = ("val", "test")
 
     def __init__(self, *, n_bins: int = 15) -> None:

@@ -10,10 +10,15 @@ Edwards 1948), so the report says "worse" only when the difference is
 significant. The rise in ECE, a difference of two biased statistics, gets
 the bound of ``calibration.ece_interval`` for each model (Bonferroni: half
 the error rate each), which holds at any bias.
+
+The ECE rise uses the calibration check's bins and the worst-group drop the
+fairness check's group attribute, so the pairs match the figures they are
+shown beside; ``n_bins`` and ``group`` set them when those checks do not run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 import numpy as np
@@ -22,10 +27,11 @@ from scipy.stats import binomtest
 from .base import Check, CheckContext, Evidence, register_check
 from .calibration import brier_loss, ece_batched, ece_deviation_draws, nll_loss
 from .fairness import disparities, group_rates
+from .metrics import Metric, declare
 from .performance import macro_f1
 from ..stats import bootstrap, bootstrap_interval, confusion_matrices, paired_difference_interval
 
-ECE_BINS = 15  # the calibration check's default, so the paired rise matches its ECE
+ECE_BINS = 15  # the calibration check's default, used when neither this check nor the study's calibration sets n_bins
 
 
 def mcnemar_exact(reference_correct: np.ndarray, candidate_correct: np.ndarray) -> tuple[int, int, float]:
@@ -83,15 +89,45 @@ class Comparison(Check):
     """
 
     name = "comparison"
-    metrics = {"accuracy_drop": False, "macro_f1_drop": False, "worst_group_accuracy_drop": False,
-               "ece_rise": False, "brier_loss_rise": False, "nll_loss_rise": False, "corruption_accuracy_drop": False}
+    # Each is the paired change of another check's metric against the parent (or reference): the report's
+    # compression section shows it beside that metric's own change.
+    metrics = declare(
+        Metric("accuracy_drop", False, "accuracy lost against the parent, paired over the same examples", scale="difference",
+               paired="accuracy", sign=-1),
+        Metric("macro_f1_drop", False, "macro-F1 lost against the parent", scale="difference", paired="macro_f1", sign=-1),
+        Metric("worst_group_accuracy_drop", False, "worst-group accuracy lost against the parent", scale="difference",
+               paired="worst_group_accuracy", sign=-1),
+        Metric("ece_rise", False, "ECE gained against the parent", scale="difference", paired="ece", sign=1),
+        Metric("brier_loss_rise", False, "Brier score gained against the parent", scale="real", paired="brier_loss", sign=1),
+        Metric("nll_loss_rise", False, "negative log-likelihood gained against the parent", scale="real", paired="nll_loss", sign=1),
+        Metric("corruption_accuracy_drop", False, "accuracy under corruption lost against the parent", scale="difference",
+               paired="corruption_accuracy", sign=-1),
+    )
 
-    def __init__(self, *, alpha: float = 0.05, harm_multiple: float = 2.0) -> None:
+    @staticmethod
+    def worst_finding(records: Mapping[str, Evidence]) -> str:
+        e = records.get("accuracy_drop")
+        return f"vs {e.details.get('against')}: {e.details.get('verdict')} (drop {e.interval_text()})" if e else ""
+
+    def __init__(self, *, alpha: float = 0.05, harm_multiple: float = 2.0, n_bins: int | None = None, group: str | None = None) -> None:
         if not 0 < alpha < 1:
             raise ValueError(f"'alpha' must be in (0, 1), got {alpha}")
         if harm_multiple < 1:
             raise ValueError(f"'harm_multiple' must be at least 1, got {harm_multiple}")
-        self.alpha, self.harm_multiple = alpha, harm_multiple
+        if n_bins is not None and n_bins < 1:
+            raise ValueError(f"'n_bins' must be at least 1, got {n_bins}")
+        self.alpha, self.harm_multiple, self.n_bins, self.group = alpha, harm_multiple, n_bins, group
+
+    def ece_bins(self, context: CheckContext) -> int:
+        """ECE bins: this check's ``n_bins``, else the study's calibration check's, else its default (15)."""
+        calibration = context.checks.get("calibration")
+        return self.n_bins or getattr(calibration, "n_bins", None) or ECE_BINS
+
+    def group_attribute(self, context: CheckContext) -> str | None:
+        """The group attribute: this check's ``group``, else the study's fairness check's, else the task's first (``None``: none)."""
+        groups = context.data.groups
+        fairness = context.checks.get("fairness")
+        return self.group or getattr(fairness, "group", None) or next(iter(groups), None)
 
     def run(self, candidate, context: CheckContext) -> list[Evidence]:
         parent_name = candidate.provenance.parent
@@ -105,7 +141,12 @@ class Comparison(Check):
         y = ours.labels
         a, b = ours.predicted, theirs.predicted
         groups = context.data.groups
-        attribute = next(iter(groups), None)
+        attribute = self.group_attribute(context)
+        missing = attribute is not None and attribute not in groups
+        if missing:  # the other drops are still measured; the group's is recorded as skipped, with the reason
+            reason = f"worst_group_accuracy_drop not measured: group attribute '{attribute}' is not in the task (it has {', '.join(groups) or 'none'})"
+            attribute = None
+        n_bins = self.ece_bins(context)
         group_names, codes = np.unique(np.asarray(groups[attribute]).astype(str), return_inverse=True) if attribute else ([], None)
         n_groups = len(group_names)
 
@@ -124,7 +165,7 @@ class Comparison(Check):
                     recall = np.diagonal(cms, axis1=1, axis2=2) / cms.sum(axis=2)  # (b, K); NaN where a class is absent
                 rates = group_rates(y, pred, codes, n_groups, 1, index) if attribute else np.zeros((len(index), 0, 4))
                 worst = disparities(rates)[:, 0] if attribute else np.zeros(len(index))
-                ece = ece_batched(confidence, correct, ECE_BINS, index)
+                ece = ece_batched(confidence, correct, n_bins, index)
                 cols.append(np.column_stack([acc, macro_f1(cms), worst, recall, rates[..., 0], ece, brier[index].mean(1), nll[index].mean(1),
                                              robust[index].mean(1)]))
             return cols[0] - cols[1]
@@ -132,7 +173,7 @@ class Comparison(Check):
         full = stats(np.arange(len(y))[None])[0]
         low, high = bootstrap_interval(bootstrap(stats, len(y), n_boot=context.n_boot, seed=context.seed), full, level=1 - self.alpha)
         j = 3 + k + n_groups  # the ECE column: |rise - true rise| <= D_reference + D_candidate, each bounded at 1 - alpha / 2
-        bound = sum(float(np.quantile(ece_deviation_draws(conf, corr, ECE_BINS, n_boot=context.n_boot, seed=context.seed), 1 - self.alpha / 2))
+        bound = sum(float(np.quantile(ece_deviation_draws(conf, corr, n_bins, n_boot=context.n_boot, seed=context.seed), 1 - self.alpha / 2))
                     for conf, corr, _, _ in calibration)
         low[j], high[j] = max(full[j] - bound, -1.0), min(full[j] + bound, 1.0)
         # Accuracy, each class's recall and each group's accuracy are paired proportions: Newcombe's score interval,
@@ -176,6 +217,8 @@ class Comparison(Check):
             out.append(self.evidence(candidate, "worst_group_accuracy_drop", full[2], (low[2], high[2]), view=f"group:{attribute}",
                                      details={"against": base.name, "attribute": attribute, "verdict": verdict(low[2], high[2]),
                                               "per_group": per_group, "harmed_groups": [row["name"] for row in per_group if row["flagged"]]}))
+        if missing:
+            out.append(self.skipped(candidate, reason))
         return [replace(e, reference=base.name) for e in out]
 
     def _harm(self, names, drops, lows, highs, overall: float) -> list[dict]:

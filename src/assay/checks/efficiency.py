@@ -18,6 +18,7 @@ parent).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 
 import numpy as np
@@ -25,6 +26,7 @@ import torch
 
 from ..models.inputs import as_input
 from .base import Check, CheckContext, Evidence, register_check
+from .metrics import REPORT, TERMINAL, Metric, declare
 from .energy import GRID_G_PER_KWH, co2e_grams, power_model, rapl_joules
 from ..stats import bootstrap, bootstrap_interval
 
@@ -57,10 +59,26 @@ class Efficiency(Check):
     """Parameters, size on disk, latency and throughput."""
 
     name = "efficiency"
-    metrics = {
-        "parameters": False, "size_mb": False, "latency_p50_ms": False, "latency_p95_ms": False, "throughput_per_s": True,
-        "flops_per_sample": False, "peak_memory_mb": False, "energy_per_1k_j": False, "training_energy_kj": False, "training_co2e_g": False,
-    }
+    # Summary columns are taken in declaration order: latency, then size, then parameters.
+    metrics = declare(
+        Metric("latency_p50_ms", False, "median time to classify one input (batch of 1)", unit="ms", scale="amount",
+               summary=(REPORT, TERMINAL)),
+        Metric("latency_p95_ms", False, "95th percentile of the time to classify one input", unit="ms", scale="amount"),
+        Metric("throughput_per_s", True, "inputs classified per second in large batches", unit="per s", scale="amount"),
+        Metric("size_mb", False, "size of the weights to deploy, frozen pretrained ones included", unit="MB", scale="amount",
+               summary=(REPORT, TERMINAL)),
+        Metric("parameters", False, "number of parameters", scale="count", summary=(REPORT,)),
+        Metric("flops_per_sample", False, "floating-point operations to classify one input", scale="count"),
+        Metric("peak_memory_mb", False, "peak memory while classifying a large batch", unit="MB", scale="amount"),
+        Metric("energy_per_1k_j", False, "energy to classify 1,000 inputs in large batches", unit="J", scale="amount"),
+        Metric("training_energy_kj", False, "energy its own recipe's training took", unit="kJ", scale="amount"),
+        Metric("training_co2e_g", False, "CO2-equivalent of that energy on the configured grid", unit="g", scale="amount"),
+    )
+
+    @staticmethod
+    def worst_finding(records: Mapping[str, Evidence]) -> str:
+        e = records.get("latency_p95_ms")
+        return f"p95 latency {e.interval_text()} ms" if e else ""
     needs = ()
     per_split = False  # size, speed and energy do not depend on which split is being judged
 

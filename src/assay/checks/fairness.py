@@ -19,10 +19,12 @@ ratios of rates, get the bias-corrected bootstrap.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 
 from .base import Check, CheckContext, Evidence, register_check
+from .metrics import Metric, declare
 from ..stats import bootstrap, bootstrap_interval, proportion_interval
 
 RATES = ("accuracy", "tpr", "fpr", "selection_rate")
@@ -80,12 +82,25 @@ class Fairness(Check):
     """Per-group performance and disparity for a group attribute."""
 
     name = "fairness"
-    metrics = {
-        "worst_group_accuracy": True,
-        "demographic_parity_difference": False,
-        "demographic_parity_ratio": True,
-        "equalized_odds_difference": False,
-    }
+    metrics = declare(
+        Metric("worst_group_accuracy", True, "accuracy of the group the candidate serves worst", scale="proportion"),
+        Metric("demographic_parity_difference", False, "largest minus smallest rate of predicting the positive class, over groups",
+               scale="proportion"),
+        Metric("demographic_parity_ratio", True, "smallest over largest rate of predicting the positive class, over groups",
+               scale="proportion"),
+        Metric("equalized_odds_difference", False, "the larger of the groups' spreads in true- and false-positive rate",
+               scale="proportion"),
+    )
+    covers = "differences in performance between groups of people or sources"
+
+    @staticmethod
+    def worst_finding(records: Mapping[str, Evidence]) -> str:
+        e = records.get("worst_group_accuracy")
+        if not e:
+            return ""
+        groups = e.details.get("per_group", [])
+        worst = min(groups, key=lambda g: g["accuracy"] if g["accuracy"] is not None else 2, default={})
+        return f"{e.details.get('attribute')}={worst.get('group')}: accuracy {e.interval_text()}"
 
     def __init__(self, *, group: str | None = None, positive: str | None = None, min_group_size: int = 10) -> None:
         self.group, self.positive, self.min_group_size = group, positive, min_group_size

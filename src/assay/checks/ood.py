@@ -30,6 +30,7 @@ from scipy.special import logsumexp
 from scipy.stats import rankdata
 
 from .base import Check, CheckContext, Evidence, register_check
+from .metrics import Metric, declare
 from ..stats import bootstrap_interval
 
 SCORES = ("msp", "max_logit", "energy", "mahalanobis", "knn")
@@ -141,16 +142,34 @@ class EmbeddingScorer:
         return np.concatenate(out)
 
 
+# The OOD sets' groups, each with its own pair of metrics.
+_GROUPS = (("near", "held-out classes (near OOD)"), ("far", "synthetic junk (far OOD)"), ("user", "the user's OOD set"))
+
+
 @register_check
 class OOD(Check):
     """Separating in-distribution inputs from held-out classes and synthetic junk."""
 
     name = "ood"
-    metrics = {"near_ood_auroc": True, "far_ood_auroc": True, "user_ood_auroc": True,
-               "near_ood_fpr95": False, "far_ood_fpr95": False, "user_ood_fpr95": False}
+    metrics = declare(
+        *(Metric(f"{group}_ood_auroc", True, f"how well the OOD score separates test inputs from {what} (AUROC; 0.5 is chance)",
+                 scale="proportion") for group, what in _GROUPS),
+        *(Metric(f"{group}_ood_fpr95", False, f"fraction of {what} accepted when 95% of test inputs are", scale="proportion")
+          for group, what in _GROUPS),
+    )
+    covers = "inputs from none of the known classes (the model always answers one of them)"
     needs = ("logits", "embeddings")
     views = ("clean", "ood:*")
     splits = ("train", "test")
+
+    @staticmethod
+    def worst_finding(records: Mapping[str, Evidence]) -> str:
+        found = [records[m] for m in ("near_ood_auroc", "far_ood_auroc") if m in records]
+        if not found:
+            return ""
+        worst = min(found, key=lambda e: e.value)
+        below = " — below chance" if worst.value < 0.5 else ""
+        return f"{worst.metric.split('_')[0]}-OOD AUROC {worst.interval_text()} ({worst.details.get('score', '')}){below}"
 
     def __init__(self, *, score: str = "energy", k: int = 50, sets: list[str] | tuple[str, ...] = (*NEAR, *FAR, *USER)) -> None:
         if score not in SCORES:

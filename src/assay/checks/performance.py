@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from collections.abc import Mapping
+
 from .base import Check, CheckContext, Evidence, register_check
+from .metrics import REPORT, TERMINAL, Metric, declare
 from ..stats import bootstrap, bootstrap_interval, confusion_matrices, mean_of_proportions_interval, proportion_interval
 
 
@@ -49,7 +52,17 @@ class Performance(Check):
     """How often the candidate is right, overall and for each class."""
 
     name = "performance"
-    metrics = {"accuracy": True, "macro_f1": True, "balanced_accuracy": True, "worst_class_recall": True}
+    metrics = declare(
+        Metric("accuracy", True, "fraction of examples classified right", scale="proportion", summary=(REPORT, TERMINAL)),
+        Metric("macro_f1", True, "unweighted mean F1 over the classes", scale="proportion", summary=(REPORT, TERMINAL)),
+        Metric("balanced_accuracy", True, "mean recall over the classes", scale="proportion"),
+        Metric("worst_class_recall", True, "recall of the class recalled least", scale="proportion", summary=(TERMINAL,)),
+    )
+
+    @staticmethod
+    def worst_finding(records: Mapping[str, Evidence]) -> str:
+        e = records.get("worst_class_recall")
+        return f"class {e.details.get('worst_class')}: recall {e.interval_text()}" if e else ""
 
     def run(self, candidate, context: CheckContext) -> list[Evidence]:
         p = context.predict(candidate)

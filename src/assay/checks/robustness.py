@@ -26,6 +26,7 @@ import numpy as np
 
 from ..data.corruptions import CORRUPTIONS, SEVERITIES
 from .base import Check, CheckContext, Evidence, register_check
+from .metrics import Metric, declare
 from ..stats import bootstrap, bootstrap_interval, resample_counts
 
 
@@ -65,7 +66,18 @@ class Robustness(Check):
     """How accuracy degrades under the corruptions of the task's modality."""
 
     name = "robustness"
-    metrics = {"corruption_accuracy": True, "worst_corruption_accuracy": True, "mce": False, "relative_mce": False}
+    metrics = declare(
+        Metric("corruption_accuracy", True, "accuracy averaged over every corruption and severity", scale="proportion"),
+        Metric("worst_corruption_accuracy", True, "accuracy under the corruption that hurts most (averaged over severities)", scale="proportion"),
+        Metric("mce", False, "mean corruption error relative to the reference model (Hendrycks & Dietterich 2019)", scale="amount"),
+        Metric("relative_mce", False, "degradation from clean error relative to the reference model's", scale="real"),
+    )
+    covers = "corrupted or shifted inputs (noise, blur, a different sensor or population)"
+
+    @staticmethod
+    def worst_finding(records: Mapping[str, Evidence]) -> str:
+        e = records.get("worst_corruption_accuracy")
+        return f"{e.details.get('worst_corruption', '?').replace('_', ' ')}: accuracy {e.interval_text()}" if e else ""
     views = ("clean", "corrupt:*")
 
     def __init__(self, *, reference: str | None = None, severities: tuple[int, ...] | list[int] = SEVERITIES) -> None:

@@ -11,10 +11,13 @@ looks. The worst slices are reported with example members.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from scipy.stats import binomtest
 
 from .base import Check, CheckContext, Evidence, register_check
+from .metrics import Metric, declare
 from ..stats import holm, proportion_interval
 
 
@@ -49,7 +52,19 @@ class Slices(Check):
     """The data slices with the highest error, tested against the rest."""
 
     name = "slices"
-    metrics = {"worst_slice_error": False, "significant_slices": False}
+    metrics = declare(
+        Metric("worst_slice_error", False, "error rate of the slice (metadata value or embedding cluster) with the most errors",
+               scale="proportion"),
+        Metric("significant_slices", False, "slices whose error is significantly above the rest's (Holm-corrected)", scale="count"),
+    )
+
+    @staticmethod
+    def worst_finding(records: Mapping[str, Evidence]) -> str:
+        e = records.get("worst_slice_error")
+        if not e or not e.details.get("worst"):
+            return ""
+        top = e.details["worst"][0]
+        return f"{top['slice']}: error {e.interval_text()}" + (" (significant)" if top.get("significant") else "")
     needs = ("logits", "embeddings")
 
     def __init__(self, *, min_size: int = 10, n_clusters: int = 8, top: int = 10, alpha: float = 0.05) -> None:

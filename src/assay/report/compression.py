@@ -12,14 +12,16 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..checks.base import known_metrics
+from ..checks.metrics import Metric
 from ..evidence import Evidence
 from .data import ReportData, arrow, fmt_number
 from .plots import PlotStyle, render
 
-# comparison's paired differences: metric -> (its paired record, +1 for a rise (variant minus parent), -1 for a drop)
-_PAIRED = {"accuracy": ("accuracy_drop", -1), "macro_f1": ("macro_f1_drop", -1), "worst_group_accuracy": ("worst_group_accuracy_drop", -1),
-           "ece": ("ece_rise", 1), "brier_loss": ("brier_loss_rise", 1), "nll_loss": ("nll_loss_rise", 1),
-           "corruption_accuracy": ("corruption_accuracy_drop", -1)}
+
+def _pairs() -> dict[str, Metric]:
+    """metric -> the declared paired change of it against the parent (``accuracy`` -> ``accuracy_drop``)."""
+    return {m.paired: m for m in known_metrics().values() if m.paired}
 
 
 def compression_section(data: ReportData, names: Sequence[str], style: PlotStyle) -> dict[str, Any] | None:
@@ -28,11 +30,13 @@ def compression_section(data: ReportData, names: Sequence[str], style: PlotStyle
     variants = [n for n in names if parents[n] in names]
     if not variants:
         return None
-    headline = data.headline()
+    headline, pairs = data.headline(), _pairs()
+    changes = {m.name for m in pairs.values()}  # shown as the interval of the metric they are the change of, not as rows
     metrics = [m for m in dict.fromkeys(m for n in variants for m in headline.get(n, {}))
-               if not m.endswith(("_drop", "_rise")) and any(m in headline.get(parents[n], {}) for n in variants)]
+               if m not in changes and any(m in headline.get(parents[n], {}) for n in variants)]
     rows = [{"metric": m, "arrow": _arrow(headline, variants, m),
-             "cells": [_change(headline, n, parents[n], m, _decimals(headline, variants, parents, m)) for n in variants]} for m in metrics]
+             "cells": [_change(headline, n, parents[n], m, _decimals(headline, variants, parents, m), pairs.get(m)) for n in variants]}
+            for m in metrics]
     drops = [e for e in data.measured() if e.check == "comparison" and e.metric == "accuracy_drop" and e.candidate in variants]
     groups = [e for e in data.measured() if e.check == "comparison" and e.metric == "worst_group_accuracy_drop" and e.candidate in variants]
     return {
@@ -68,16 +72,17 @@ def _signed(x: float, decimals: int, sign: str = "+") -> str:
     return f"{x:{sign},.{decimals}f}"
 
 
-def _change(headline: Mapping[str, Mapping[str, Evidence]], name: str, parent: str, metric: str, decimals: int = 3) -> dict[str, Any]:
+def _change(headline: Mapping[str, Mapping[str, Evidence]], name: str, parent: str, metric: str, decimals: int = 3,
+            pair: Metric | None = None) -> dict[str, Any]:
+    """One cell: the variant's change of ``metric`` from its parent, with ``pair``'s paired interval where it was measured."""
     ours, theirs = headline.get(name, {}).get(metric), headline.get(parent, {}).get(metric)
     if ours is None or theirs is None:
         return {"value": "–", "interval": "", "kind": "", "title": ""}
     delta = ours.value - theirs.value
-    record, sign = _PAIRED.get(metric, ("", 1))
-    paired = headline.get(name, {}).get(record)
+    paired = headline.get(name, {}).get(pair.name) if pair else None
     interval, kind = "", ""
     if paired is not None and paired.low is not None:
-        low, high = sorted((sign * paired.low, sign * paired.high))
+        low, high = sorted((pair.sign * paired.low, pair.sign * paired.high))
         interval = f"[{_signed(low, decimals, '')}, {_signed(high, decimals, '')}]"
         kind = {"worse": "worse", "better": "better"}.get(paired.details.get("verdict"), "")
     elif abs(theirs.value) >= 1e-3 and abs(delta) <= 100 * abs(theirs.value):  # a percentage of nearly nothing says nothing

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..checks.base import known_metrics
+from ..checks.metrics import REPORT, summary_metrics
 from ..evidence import SKIPPED, Evidence
 from ..select import Decision
-
-# After the policy's own metrics, the summary shows these when measured.
-KEY_METRICS = ("accuracy", "macro_f1", "ece", "latency_p50_ms", "size_mb", "parameters")
 
 
 @dataclass(frozen=True)
@@ -77,9 +76,9 @@ class ReportData:
         return out
 
     def key_metrics(self) -> list[str]:
-        """The policy's metrics first, then the usual ones that were measured."""
+        """The policy's metrics first, then those the checks declare for the report's summary, where measured."""
         measured = {m for row in self.headline().values() for m in row}
-        wanted = policy_metrics(self.decision) + list(KEY_METRICS)
+        wanted = policy_metrics(self.decision) + summary_metrics(REPORT, known_metrics().values())
         return [m for m in dict.fromkeys(wanted) if m in measured]
 
     def study_description(self) -> str:
@@ -118,38 +117,38 @@ class ReportData:
 
 def policy_metrics(decision: Decision | None) -> list[str]:
     """Metric names in the decision's gates, then its objectives, each once."""
-    if decision is None:
-        return []
-    names = [g.split()[0] for g in decision.gates if g.strip()]
-    names += [metric for metric, _ in objectives(decision)]
-    return list(dict.fromkeys(names))
+    return decision.metrics() if decision else []
 
 
 def objectives(decision: Decision | None) -> list[tuple[str, bool]]:
-    """``[(metric, maximise)]`` read from ``"maximise accuracy"``-style objectives."""
-    out = []
-    for text in decision.objectives if decision else ():
-        verb, _, metric = text.strip().partition(" ")
-        if metric.strip():
-            out.append((metric.strip(), verb.lower().startswith("maxim")))
-    return out
+    """``[(metric, maximise)]`` of the decision's objectives, in order."""
+    return [(o.metric, o.maximise) for o in decision.objectives] if decision else []
 
 
 def gate_status(decision: Decision | None, candidate: str, metric: str) -> bool | None:
     """Whether ``candidate`` passes every gate on ``metric`` (``None``: no such gate)."""
     if decision is None:
         return None
-    results = [r.passed for r in decision.gate_results if r.candidate == candidate and r.gate.split()[0] == metric]
+    results = [r.passed for r in decision.gate_results if r.candidate == candidate and r.gate.metric == metric]
     return all(results) if results else None
 
 
 def failed_gates(decision: Decision | None) -> dict[str, list[str]]:
-    """candidate -> the gates it fails, as ``"ece <= 0.05 (got 0.061)"``."""
+    """candidate -> the gates it fails, as ``"ece <= 0.05 (got 0.061)"`` (see ``failed_gate_metrics`` for the metrics alone)."""
     out: dict[str, list[str]] = {}
     for r in decision.gate_results if decision else ():
         if not r.passed:
             got = "not measured" if r.value is None else fmt_number(r.value)
             out.setdefault(r.candidate, []).append(f"{r.gate} (got {got})")
+    return out
+
+
+def failed_gate_metrics(decision: Decision | None) -> dict[str, list[str]]:
+    """candidate -> the metrics of the gates it fails, each once."""
+    out: dict[str, list[str]] = {}
+    for r in decision.gate_results if decision else ():
+        if not r.passed and r.gate.metric not in out.get(r.candidate, []):
+            out.setdefault(r.candidate, []).append(r.gate.metric)
     return out
 
 

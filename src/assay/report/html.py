@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from ..evidence import Evidence
+from ..select import Gate
 from .data import (
     ReportData,
     arch_text,
     arrow,
     config_text,
+    failed_gate_metrics,
     failed_gates,
     fmt_number,
     fmt_time,
@@ -155,9 +157,9 @@ def _summary(data: ReportData, names: Sequence[str], headline: Mapping[str, Mapp
     return {"columns": columns, "rows": rows}
 
 
-def _policy_note(metric: str, gates: Sequence[str], goals: Mapping[str, bool]) -> str:
+def _policy_note(metric: str, gates: Sequence[Gate], goals: Mapping[str, bool]) -> str:
     """``"gate ≥ 0.95 · maximise"``: what the policy asks of this metric."""
-    notes = ["gate " + g.partition(" ")[2].replace(">=", "≥").replace("<=", "≤") for g in gates if g.split()[0] == metric]
+    notes = ["gate " + g.condition.replace(">=", "≥").replace("<=", "≤") for g in gates if g.metric == metric]
     if metric in goals:
         notes.append("maximise" if goals[metric] else "minimise")
     return " · ".join(notes)
@@ -172,7 +174,7 @@ def _status(data: ReportData, name: str, failures: Mapping[str, list[str]]) -> d
     if d.is_reference(name):
         return {"kind": "", "text": "the parent: relative gates judge its variants"}
     if name in failures:
-        return {"kind": "fail", "text": "fails " + ", ".join(dict.fromkeys(g.split()[0] for g in failures[name])), "detail": "; ".join(failures[name])}
+        return {"kind": "fail", "text": "fails " + ", ".join(failed_gate_metrics(d)[name]), "detail": "; ".join(failures[name])}
     if name in d.pareto:
         return {"kind": "front", "text": "on the Pareto front"}
     if name in d.passed:

@@ -13,16 +13,20 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from ..checks import load_all
+from ..checks.base import known_metrics
 from ..evidence import Evidence
 from .data import ReportData, arch_text, failed_gates, fmt_number, fmt_time, gate_status, policy_metrics
 
-# Checks whose absence limits what the card may claim, and what each would have covered.
-_UNTESTED = {
-    "robustness": "corrupted or shifted inputs (noise, blur, a different sensor or population)",
-    "ood": "inputs from none of the known classes (the model always answers one of them)",
-    "fairness": "differences in performance between groups of people or sources",
-    "adversarial": "inputs crafted to fool it",
-}
+# What no registered check covers yet: the card still says the model was not validated for it.
+# An adversarial check declares this as its ``covers`` and the line goes.
+_NO_CHECK_YET = {"adversarial": "inputs crafted to fool it"}
+
+
+def _untested() -> dict[str, str]:
+    """check -> what a model that went through it was tested on (``Check.covers``), for checks whose absence limits the card."""
+    covered = {name: cls.covers for name, cls in load_all().items() if cls.covers}
+    return {**covered, **{k: v for k, v in _NO_CHECK_YET.items() if k not in covered}}
 
 
 def render_model_card(data: ReportData) -> str:
@@ -82,7 +86,7 @@ def _intended_use(data: ReportData) -> str:
                  f"one of {len(task.get('classes', []))} classes ({_md(', '.join(map(str, task.get('classes', [])[:20])))}"
                  f"{', …' if len(task.get('classes', [])) > 20 else ''})")
     measured = {e.check for e in data.measured() if e.candidate == data.chosen}
-    missing = [text for check, text in _UNTESTED.items() if check not in measured]
+    missing = [text for check, text in _untested().items() if check not in measured]
     lines.append("- **Not validated for:** inputs that differ from the test split" + (
         "; " + "; ".join(missing) if missing else "") + ". Check these before using it beyond that.")
     return "\n".join(lines)
@@ -147,6 +151,11 @@ def _status(data: ReportData, name: str, failures: Mapping[str, list[str]]) -> s
 
 
 def _calibration_efficiency(row: Mapping[str, Evidence]) -> str:
+    declared = known_metrics()
+
+    def text(metric: str) -> str:  # the value, its interval and its declared unit
+        return declared[metric].with_unit(row[metric].interval_text()) if metric in declared else row[metric].interval_text()
+
     lines = ["## Calibration and efficiency\n"]
     if "ece" in row:
         lines.append(f"- **Calibration:** expected calibration error {row['ece'].interval_text()}"
@@ -154,13 +163,13 @@ def _calibration_efficiency(row: Mapping[str, Evidence]) -> str:
                      + (f", negative log-likelihood {row['nll_loss'].interval_text()}" if "nll_loss" in row else ""))
     if "latency_p50_ms" in row:
         where = row["latency_p50_ms"].details
-        lines.append(f"- **Latency (batch of 1):** median {row['latency_p50_ms'].interval_text()} ms"
-                     + (f", p95 {row['latency_p95_ms'].interval_text()} ms" if "latency_p95_ms" in row else "")
+        lines.append(f"- **Latency (batch of 1):** median {text('latency_p50_ms')}"
+                     + (f", p95 {text('latency_p95_ms')}" if "latency_p95_ms" in row else "")
                      + (f", on {_md(where['device'])} with {where.get('threads', '?')} threads" if "device" in where else ""))
     if "throughput_per_s" in row:
         lines.append(f"- **Throughput:** {row['throughput_per_s'].interval_text()} examples per second in large batches")
     if "size_mb" in row:
-        lines.append(f"- **Size:** {row['size_mb'].interval_text()} MB of weights"
+        lines.append(f"- **Size:** {text('size_mb')} of weights"
                      + (f", {fmt_number(int(row['parameters'].value))} parameters" if "parameters" in row else ""))
     return "\n".join(lines) if len(lines) > 1 else ""
 
