@@ -113,3 +113,38 @@ def test_a_recipe_repeated_over_draws_is_judged_on_its_mean():
     assert d.chosen == "steady.draw2"
     assert "mean over its 3 labelled draws" in d.reason and "steady.draw2 ships" in d.reason
     assert select(evidence, list(values), policy(objectives=["maximise accuracy"])).chosen == "few.draw1"
+
+
+def test_the_decision_keeps_gates_typed_and_writes_the_text_old_runs_have():
+    """Gates and objectives are parsed once; decision.json holds their text, as every stored decision does."""
+    from assay.select import Decision, Gate, Objective
+
+    d = select([ev("a", "accuracy", 0.9), ev("a", "beats_baseline", 1.0)], ["a"],
+               policy(gates=["accuracy > 0.5", "beats_baseline"], objectives=["maximize accuracy"]))
+    assert d.gates == (Gate("accuracy", ">", 0.5), Gate("beats_baseline", ">=", 1.0)) and d.objectives == (Objective("accuracy", True),)
+    assert d.gate_results[1].gate.metric == "beats_baseline" and d.metrics() == ["accuracy", "beats_baseline"]
+    stored = d.to_dict()
+    assert stored["gates"] == ["accuracy > 0.5", "beats_baseline >= 1"] and stored["objectives"] == ["maximise accuracy"]
+    assert [r["gate"] for r in stored["gate_results"]] == ["accuracy > 0.5", "beats_baseline >= 1"]
+    # A decision.json written before gates were typed (no 'tied', 'failed' or 'select_on') reads back typed.
+    old = {"chosen": "a", "reason": "r", "gates": ["ece <= 0.05"], "objectives": ["minimise latency_p50_ms"], "passed": ["a"],
+           "pareto": ["a"], "gate_results": [{"candidate": "a", "gate": "ece <= 0.05", "value": 0.01, "passed": True}]}
+    back = Decision.from_dict(old)
+    assert back.gates == (Gate("ece", "<=", 0.05),) and back.objectives == (Objective("latency_p50_ms", False),)
+    assert back.gate_results[0].gate == Gate("ece", "<=", 0.05) and back.select_on == "test"
+    with pytest.raises(SpecError, match="cannot read gate 'ece is low'"):
+        Decision.from_dict({**old, "gates": ["ece is low"]})
+
+
+def test_a_metric_of_the_data_alone_cannot_be_gated_on():
+    assert known_metrics()["baseline_accuracy"].gateable is False
+    with pytest.raises(SpecError, match="reads 'baseline_accuracy', which describes the data"):
+        policy(gates=["baseline_accuracy >= 0.5"])
+    with pytest.raises(SpecError, match="reads 'baseline_accuracy', which describes the data"):
+        policy(objectives=["maximise baseline_accuracy"])
+
+
+def test_only_a_flag_may_stand_alone_as_a_gate():
+    assert known_metrics()["beats_baseline"].scale == "flag"
+    with pytest.raises(SpecError, match="cannot read gate 'accuracy'"):
+        policy(gates=["accuracy"])
