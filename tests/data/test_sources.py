@@ -6,7 +6,9 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits, load_wine
 
-from assay.data.sources import load_image_folder, load_npz, load_source, load_table
+from assay.data.images import load_image_folder
+from assay.data.sources import load_npz, load_table
+from assay.data.task_table import load_source
 from assay.errors import DataError, SpecError
 
 

@@ -6,6 +6,9 @@ import numpy as np
 
 from ..errors import DataError
 
+SPLITS = ("train", "val", "test")
+Fractions = tuple[float, float, float]
+
 
 def stratified_split(
     y: np.ndarray, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), *, seed: int = 0, source: str = "data"
