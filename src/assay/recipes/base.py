@@ -58,6 +58,7 @@ class RecipeContext:
         stage: str | None = None,
         param_groups: list[dict[str, Any]] | None = None,
         seed: int | None = None,
+        generators: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Train ``model`` through the one loop with everything the study supplies; the recipe names only what is its own.
 
@@ -74,6 +75,7 @@ class RecipeContext:
             stage: an inner stage's name (``pretrain``, ``pairs``, ``head``, ``step2``).
             param_groups: AdamW groups (layer-wise learning rates).
             seed: the stage's shuffling seed when it is not the study's (a repeated stage, e.g. prune's steps).
+            generators: numpy Generators the loss draws from, by name, kept in the checkpoint (selfsup's augmentations).
 
         Returns:
             The loop's summary (epochs_run, best_epoch, history ...).
@@ -86,7 +88,7 @@ class RecipeContext:
         callbacks = [Checkpoint(self.work_dir / f"{stage or 'checkpoint'}.pt"), Progress(self.progress), *hook, *self.callbacks,
                      EarlyStopping(config.patience)]
         return fit(model, train, val, config, device=self.device, seed=self.seed if seed is None else seed, callbacks=callbacks,
-                   loss_fn=loss, evaluate=evaluate, param_groups=param_groups, desc=name if stage is None else f"{name} ({stage})")
+                   loss_fn=loss, evaluate=evaluate, param_groups=param_groups, generators=generators, desc=name if stage is None else f"{name} ({stage})")
 
     def parent(self, name: str, where: str) -> Candidate:
         if name not in self.candidates:

@@ -1,7 +1,8 @@
 """Checkpoint and resume: the training loop's state written each epoch, read back on the next run.
 
 A checkpoint holds the model, optimiser and scheduler, the best weights, the
-loop's state and the RNG state, so an interrupted run resumes where it
+loop's state and the RNG states (torch's, and the numpy generators the loss
+draws augmentations from), so an interrupted run resumes where it
 stopped, losing at most one epoch, and ends with the very weights an
 uninterrupted run gives. It is our own file, loaded with
 ``torch.load(weights_only=True)``; one that belongs to another training (its
@@ -45,6 +46,7 @@ class Checkpoint(Callback):
             "state": loop.state,
             "fingerprint": loop.fingerprint,
             "rng": torch.get_rng_state(),
+            "generators": {name: g.bit_generator.state for name, g in loop.generators.items()},
         }
         if loop.device.type == "cuda":
             payload["cuda_rng"] = torch.cuda.get_rng_state(loop.device)
@@ -67,6 +69,8 @@ def _resume(path: Path, loop: Loop) -> tuple[dict, dict] | None:
         if not isinstance(state, dict) or not _STATE_KEYS <= set(state):
             raise KeyError("state")
         torch.set_rng_state(saved["rng"])
+        for name, g in loop.generators.items():
+            g.bit_generator.state = saved["generators"][name]
         if device.type == "cuda" and "cuda_rng" in saved:
             torch.cuda.set_rng_state(saved["cuda_rng"], device)
         return best_weights, state

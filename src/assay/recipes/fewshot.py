@@ -57,6 +57,42 @@ def sample_pairs(labels: np.ndarray, per_example: int, rng: np.random.Generator)
 class _PairEncoder(nn.Module):
     """Cosine similarity of the two inputs of a pair ``(B, 2, T) -> (B,)``."""
 
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
+        a, b = self.encoder(pairs[:, 0]), self.encoder(pairs[:, 1])
+        return F.cosine_similarity(a, b)
+
+
+def _pair_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(model(x), y.float())  # SetFit's CosineSimilarityLoss
+
+
+@torch.no_grad()
+def _pair_eval(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    model.eval()
+    cos = model(x)
+    return F.mse_loss(cos, y.float()).item(), ((cos > 0.5).float() == y.float()).float().mean().item()
+
+
+@register_recipe
+@training_options(epochs=1, lr=2e-5)
+class FewShot(TrainingRecipe):
+    """Few-shot classifiers on embeddings.
+
+    Study file::
+
+        [[recipe]]
+        name = "setfit"
+        kind = "fewshot"
+        strategy = "setfit"        # or "prototypes"
+        encoder = "minilm"         # or parent = "<candidate>" for image/signal tasks
+    """
+
+    kind = "fewshot"
+
     strategy: str = "prototypes"
     encoder: str | None = "minilm"
     parent: str | None = None

@@ -55,6 +55,7 @@ class Loop:
     fingerprint: str  # a checkpoint resumes only the same training (config, seed, data, architecture)
     best_weights: dict[str, torch.Tensor]
     state: dict[str, Any] = field(default_factory=lambda: {"epoch": 0, "best_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "seconds": 0.0, "history": []})
+    generators: dict[str, Any] = field(default_factory=dict)  # numpy Generators the loss draws from, checkpointed by name
     stop: bool = False
     finished: bool = False  # set when the loop ended without an error
 
@@ -161,6 +162,7 @@ def fit(
     loss_fn: LossFn | None = None,
     evaluate: EvaluateFn | None = None,
     param_groups: list[dict[str, Any]] | None = None,
+    generators: dict[str, Any] | None = None,
     desc: str = "train",
 ) -> dict[str, Any]:
     """Train ``model`` in place and load its best validation weights. Recipes call ``RecipeContext.fit`` instead.
@@ -177,6 +179,9 @@ def fit(
             cross-entropy and accuracy); self-supervised stages pass their own.
         param_groups: AdamW parameter groups (e.g. layer-wise learning
             rates); default every parameter that requires a gradient.
+        generators: numpy ``Generator``s the loss draws from (augmentations), by
+            name; a checkpoint keeps their state, so a resumed run draws what
+            an uninterrupted one would.
         desc: the run's name in the bar, logs and errors (``name`` or ``name (stage)``).
 
     Returns:
@@ -206,7 +211,7 @@ def fit(
     layout = [(k, list(v.shape)) for k, v in model.state_dict().items()]
     fingerprint = hashlib.sha256(json.dumps([asdict(config), seed, train.digest(), layout, repr(model)]).encode()).hexdigest()[:16]
     loop = Loop(model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule), config, device, desc, fingerprint,
-                best_weights=copy.deepcopy(model.state_dict()))
+                best_weights=copy.deepcopy(model.state_dict()), generators=dict(generators or {}))
     try:
         for callback in callbacks:
             callback.on_train_begin(loop)

@@ -71,6 +71,54 @@ class Augmenter:
     the contrastive task easier than the invariance it should teach.
     """
 
+    def __init__(self, modality: str, seed: int, strength: float = 1.0) -> None:
+        if modality not in AUGMENT:
+            raise SpecError(f"selfsup: no augmentations for {modality} data; it supports {', '.join(AUGMENT)}")
+        ops = {**CORRUPTIONS.get(modality, {}), "token_dropout": token_dropout}
+        self.ops = [(ops[name], levels) for name, levels in AUGMENT[modality]]
+        self.rng = np.random.default_rng(seed)
+        self.strength = strength
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        a = x.detach().cpu().numpy().copy()
+        for fn, (lo, hi) in self.ops:
+            hit = self.rng.random(len(a)) < 0.8 * self.strength
+            severity = self.rng.integers(lo, hi + 1, len(a))
+            for level in range(lo, hi + 1):  # one call per severity level keeps the corruptions vectorised
+                rows = np.flatnonzero(hit & (severity == level))
+                if len(rows):
+                    a[rows] = fn(a[rows], level, self.rng).astype(a.dtype)
+        return torch.from_numpy(np.ascontiguousarray(a)).to(x.device)
+
+
+class _Contrastive(nn.Module):
+    """Encoder body plus a projection head; the head is dropped after pretraining."""
+
+    def __init__(self, body: nn.Module, width: int, proj: int = 64) -> None:
+        super().__init__()
+        self.body = body
+        self.projector = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, proj))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.body(x))
+
+
+@register_recipe
+@training_options(batch_size=256, lr=3e-3, epochs=200)
+class SelfSup(TrainingRecipe):
+    """Contrastive pretraining on the task's unlabelled pool, then a head on the labels.
+
+    Study file::
+
+        [[recipe]]
+        name = "simclr"
+        kind = "selfsup"
+        arch = "cnn"
+        then = "linear-probe"     # or "finetune"
+    """
+
+    kind = "selfsup"
+
     arch: str = "cnn"
     arch_options: dict[str, Any] | None = None
     pretrain_epochs: int = 100
@@ -127,7 +175,7 @@ class Augmenter:
         pre = _cached_pretraining(done, net)  # the same pretraining already ran in this run
         if pre is None:
             pre = context.fit(net, pre_train, pre_val, self.train_config(epochs=self.pretrain_epochs, patience=self.pretrain_epochs),
-                              loss=contrastive, evaluate=validate, stage="pretrain")
+                              loss=contrastive, evaluate=validate, stage="pretrain", generators={"augment": augment.rng})
             with atomic_path(done) as tmp:
                 torch.save({"weights": net.state_dict(), "summary": {k: pre[k] for k in ("epochs_run", "best_epoch", "train_seconds", "best_val_loss")}}, tmp)
         model.to(context.device)
