@@ -130,7 +130,7 @@ class Policy:
         gates = []
         for text in _strings(section.get("gates", []), where, "gates"):
             gate = _parsed(Gate.parse, text, where, flags)
-            _known_metric(gate.metric, known, where, f"gate '{gate}'")
+            _known_metric(gate.metric, known, where, f"gate '{text}'")  # as the user wrote it
             gates.append(gate)
         objectives = []
         for text in _strings(section.get("objectives", []), where, "objectives"):
