@@ -20,7 +20,7 @@ RANK = {
     "_options": 1,
     "data": 2,
     "models": 3,
-    "checks": 4, "recipes": 4, "audit": 4, "select": 4,
+    "checks": 4, "recipes": 4, "audit": 4, "select": 4, "policy": 3,
     "report": 5, "store": 5,
     "spec": 6, "resolve": 7, "compress": 6,
     "study": 8,
