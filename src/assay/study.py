@@ -203,7 +203,8 @@ class Study:
         wanted = policy.metrics()
         deciding = [k for k in checks if policy.select_on != "test" and (k.name in (*ALWAYS_RUN, "performance") or wanted & set(k.metrics))]
         requests = set().union(*(k.requests(task) for k in checks), *(k.requests(task, (policy.select_on,)) for k in deciding if k.per_split))
-        base = dict(task=task, predictions=cache, seed=self.seed, n_boot=self.spec.n_boot, candidates={c.name: c for c in candidates})
+        base = dict(task=task, predictions=cache, seed=self.seed, n_boot=self.spec.n_boot, candidates={c.name: c for c in candidates},
+                    checks={k.name: k for k in checks})  # comparison reads calibration's bins and fairness's group
         contexts = {split: CheckContext(**base, split=split, views=tuple(sorted({v for s, v, _ in requests if s == split})))
                     for split in dict.fromkeys(("test", policy.select_on))}
         cache.prefetch(candidates, task, requests, progress=self.progress)

@@ -37,7 +37,7 @@ from .run_plots import render_pareto, render_training_curves
 
 _TEMPLATES = Path(__file__).parent / "templates"
 # Task keys shown in their own place, not in the generic list of facts.
-_TASK_SHOWN = {"name", "description", "classes", "sizes", "class_counts", "modality", "input_shape", "groups", "metadata"}
+_TASK_SHOWN = {"name", "description", "classes", "sizes", "class_counts", "modality", "input_shape", "groups", "metadata", "transforms"}
 
 
 def render_html(data: ReportData) -> str:
