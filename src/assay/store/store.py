@@ -42,11 +42,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_path, remove_stale_tmp, sha256_file, write_json, write_text
-from .evidence import Evidence
-from .errors import AssayError, StoreError, did_you_mean
-from .models.candidate import Candidate
-from .select import Decision
+from .._io import atomic_path, remove_stale_tmp, sha256_file, write_json, write_text
+from ..evidence import Evidence
+from ..errors import AssayError, StoreError, did_you_mean
+from ..models.candidate import Candidate
+from ..select import Decision
 
 INDEX = "index.db"
 LOCK = ".lock"
