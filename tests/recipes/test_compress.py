@@ -97,7 +97,7 @@ def _harm(digits, wrong_per_class):
     parent = SimpleNamespace(name="parent", provenance=SimpleNamespace(parent=None))
     variant = SimpleNamespace(name="variant", provenance=SimpleNamespace(parent="parent"))
     predictions = {"parent": y, "variant": variant_pred}
-    context = SimpleNamespace(task=digits, n_boot=500, seed=0, candidates={"parent": parent, "variant": variant}, reference=parent, views=(),
+    context = SimpleNamespace(task=digits, n_boot=500, seed=0, candidates={"parent": parent, "variant": variant}, reference=parent, views=(), checks={},
                               split="test", data=digits.test,
                               predict=lambda c: SimpleNamespace(labels=y, predicted=predictions[c.name], probs=_confident(predictions[c.name], digits.num_classes)))
     return {e.metric: e for e in Comparison().run(variant, context)}["accuracy_drop"]
