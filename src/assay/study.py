@@ -163,6 +163,7 @@ class Study:
             k = recipe_spec.labels_per_class
             labelled = LabelsPerClass(labels_per_class=k, draw=recipe_spec.draw) if k else None  # checked in validate_against_task
             context = RecipeContext(
+                name=name,
                 task=labelled.apply(task, TransformContext(seed=self.seed, base_dir=self.spec.base_dir, where=label)) if labelled else task,
                 work_dir=self.store.run_dir(run_id) / "work" / name,
                 device=self.device,

@@ -13,12 +13,15 @@ def test_a_second_request_does_not_run_the_model(mlp, digits, tmp_path, monkeypa
     cache = PredictionCache(tmp_path)
     first = cache.get(mlp, digits)
     calls = []
-    monkeypatch.setattr(mlp, "forward", lambda *a, **k: calls.append(1))
+    real = mlp.model.forward
+    monkeypatch.setattr(mlp.model, "forward", lambda *a, **k: calls.append(1) or real(*a, **k))
     assert cache.get(mlp, digits) is first
     # A new cache over the same folder reads the predictions back from disk.
     again = PredictionCache(tmp_path).get(mlp, digits)
     assert not calls
     assert np.array_equal(again.logits, first.logits)
+    PredictionCache(None).get(mlp, digits)  # negative control: a cache with nothing stored runs the model
+    assert calls
 
 
 def test_logits_match_the_model_and_do_not_depend_on_batch_size(mlp, digits):
