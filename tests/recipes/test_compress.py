@@ -1,5 +1,6 @@
 """Compression: ONNX export, pruning, distillation, and the harm each variant does."""
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -36,6 +37,11 @@ def test_onnx_fp32_logits_equal_pytorch_and_int8_is_smaller(cnn, digits, tmp_pat
     assert int8.provenance.transforms == ("onnx_int8",) and int8.provenance.parent == "cnn"
     assert int8.deploy_bytes() < 0.7 * onnx.deploy_bytes()  # a 5k-weight model: the graph's own bytes weigh in
     assert accuracy(int8, digits) >= accuracy(cnn, digits) - 0.02
+    # The exporter's debug stack traces are gone: no path of this machine ships inside a model, and its bytes do not depend on where assay runs.
+    graph = onnx.model.graph_bytes()
+    import assay
+
+    assert Path(assay.__file__).parent.as_posix().encode() not in graph and b".py" not in graph
 
 
 @pytest.fixture(scope="module")

@@ -69,10 +69,29 @@ def export_onnx(model: nn.Module, example: torch.Tensor, flops_per_sample: float
             raise ModelError(f"ONNX export of {type(model).__name__}: failed ({str(error).strip().splitlines()[0][:200]}); "
                              "export its float parent, or keep it as a PyTorch candidate") from None
     proto = program.model_proto
+    _strip_debug_info(proto)
     _check_dynamic_batch(proto.SerializeToString(), model, example)
     if flops_per_sample is not None:
         onnx.helper.set_model_props(proto, {_FLOPS_KEY: repr(float(flops_per_sample))})
     return proto.SerializeToString()
+
+
+def _strip_debug_info(proto) -> None:
+    """Drop the exporter's per-node debug metadata (Python stack traces, scope names).
+
+    The stack traces hold the source files' paths on the exporting machine, so
+    they would leak that machine's layout into a shipped model and make the
+    graph's bytes, size and content hash depend on where assay is installed.
+    """
+    graphs = [proto.graph, *(f for f in proto.functions)]
+    while graphs:
+        graph = graphs.pop()
+        for node in graph.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+            graphs += [a.g for a in node.attribute if a.HasField("g")] + [g for a in node.attribute for g in a.graphs]
+        for value in (*graph.input, *graph.output, *getattr(graph, "value_info", ())):
+            del value.metadata_props[:]
 
 
 @contextmanager
