@@ -34,6 +34,7 @@ from .metrics import Metric, declare
 from ..stats import bootstrap_interval
 
 SCORES = ("msp", "max_logit", "energy", "mahalanobis", "knn")
+EMBEDDING_SCORES = ("mahalanobis", "knn")  # need the candidate's penultimate features
 NEAR, FAR, USER = ("holdout",), ("noise", "inverted"), ("user",)
 
 
@@ -179,20 +180,29 @@ class OOD(Check):
             raise ValueError(f"sets must be among {', '.join((*NEAR, *FAR, *USER))} and k >= 1")
         self.score, self.k, self.sets = score, k, tuple(sets)
 
-    def _scores(self, candidate, context: CheckContext, scorer: EmbeddingScorer, split: str, view: str) -> dict[str, np.ndarray]:
-        p = context.predict(candidate, split=split, view=view, embeddings=True)
+    def _scores(self, candidate, context: CheckContext, scorer: EmbeddingScorer | None, split: str, view: str) -> dict[str, np.ndarray]:
+        p = context.predict(candidate, split=split, view=view, embeddings=scorer is not None)
+        if scorer is None:
+            return logit_scores(p.logits)
         return {**logit_scores(p.logits), "mahalanobis": scorer.mahalanobis(p.embeddings), "knn": scorer.knn(p.embeddings)}
 
     def run(self, candidate, context: CheckContext) -> list[Evidence]:
         task = context.task
         sets = [s for s in self.sets if (s != "holdout" or task.ood is not None) and (s != "user" or task.ood_user is not None)]
-        train = context.predict(candidate, split="train", embeddings=True)
-        scorer = EmbeddingScorer(train.embeddings, train.labels, self.k)
+        missing = candidate.capabilities.lacks("features")
+        if missing and self.score in EMBEDDING_SCORES:
+            return [self.skipped(candidate, f"the '{self.score}' score reads penultimate features, and '{candidate.name}' has none: {missing}; "
+                                            "use score = \"energy\" for this candidate")]
+        scorer = None
+        if not missing:
+            train = context.predict(candidate, split="train", embeddings=True)
+            scorer = EmbeddingScorer(train.embeddings, train.labels, self.k)
+        scores = [s for s in SCORES if scorer is not None or s not in EMBEDDING_SCORES]
         ind = self._scores(candidate, context, scorer, context.split, "clean")
         table, outs = {}, {}
         for name in sets:
             out = outs[name] = self._scores(candidate, context, scorer, context.split, f"ood:{name}")
-            table[name] = {s: {"auroc": float(auroc(ind[s], out[s])), "aupr": aupr_out(ind[s], out[s]), "fpr95": float(fpr_at_tpr(ind[s], out[s]))} for s in SCORES}
+            table[name] = {s: {"auroc": float(auroc(ind[s], out[s])), "aupr": aupr_out(ind[s], out[s]), "fpr95": float(fpr_at_tpr(ind[s], out[s]))} for s in scores}
         # Stratified bootstrap: ID and OOD examples resampled separately.
         primary = bootstrap_auroc_fpr(ind[self.score], {m: outs[m][self.score] for m in sets}, context.n_boot, np.random.default_rng(context.seed)) if sets else {}
         evidence = []
@@ -206,6 +216,8 @@ class OOD(Check):
             value_fp = np.mean([table[m][self.score]["fpr95"] for m in members])
             (lo_au, lo_fp), (hi_au, hi_fp) = bootstrap_interval(np.column_stack([au, fp]), [value_au, value_fp])
             details = {"score": self.score, "sets": members, "table": {m: table[m] for m in members}}
+            if missing:
+                details["notes"] = [f"mahalanobis and knn scores not measured: {missing}"]
             warnings = auroc_warnings(self.score, group, value_au, hi_au, {m: table[m][self.score]["auroc"] for m in members})
             if warnings:
                 details["warnings"] = warnings

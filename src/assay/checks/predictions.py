@@ -88,7 +88,8 @@ class PredictionCache:
     _memory: dict[tuple, Predictions] = field(default_factory=dict, repr=False)
 
     def get(self, candidate: Candidate, task: Task, *, split: str = "test", view: str = "clean", embeddings: bool = False) -> Predictions:
-        """Predictions of ``candidate`` on ``task``'s ``split`` through ``view``."""
+        """Predictions of ``candidate`` on ``task``'s ``split`` through ``view``; embeddings only where the model has features."""
+        embeddings = embeddings and candidate.capabilities.features
         key = (candidate.id, task.digest()[:16], split, view)
         found = self._memory.get(key)
         if found is not None and (found.embeddings is not None or not embeddings):
@@ -117,10 +118,11 @@ class PredictionCache:
                 for candidate in candidates:
                     bar.set_postfix_str(f"{candidate.name}: {split}/{view}")
                     key = (candidate.id, task.digest()[:16], split, view)
-                    found = self._memory.get(key) or self._read(key, task, embeddings)
-                    if found is None or (embeddings and found.embeddings is None):
+                    wanted = embeddings and candidate.capabilities.features
+                    found = self._memory.get(key) or self._read(key, task, wanted)
+                    if found is None or (wanted and found.embeddings is None):
                         data = data if data is not None else apply_view(task, split, view, seed=self.seed)
-                        found = self._compute(candidate, data, split, view, embeddings)
+                        found = self._compute(candidate, data, split, view, wanted)
                         self._write(key, task, found)
                     self._memory[key] = found
                     bar.update()

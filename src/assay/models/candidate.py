@@ -23,6 +23,7 @@ from torch import nn
 from .._io import atomic_path, write_json
 from ..errors import ModelError
 from . import exported, quantized, zoo
+from .capabilities import Capabilities, capabilities_of
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,15 @@ class Candidate:
         p = next(self.model.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the model can do (gradients, features, attention, devices), read by checks to choose how to measure it."""
+        return capabilities_of(self.model, tuple(self.provenance.transforms))
+
     def to(self, device: str | torch.device) -> Candidate:
-        if not self.provenance.transforms and self.device != torch.device(device):  # quantized kernels are CPU-only
+        """Move the model to ``device`` when it can run there (int8 and ONNX Runtime models stay on the CPU)."""
+        device = torch.device(device)
+        if device.type in self.capabilities.devices and self.device != device:
             self.model.to(device)
         return self
 

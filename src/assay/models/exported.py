@@ -178,6 +178,7 @@ class OnnxClassifier(nn.Module):
     """
 
     frozen_prefixes: tuple[str, ...] = ()
+    differentiable = False  # ONNX Runtime computes no gradients
 
     def __init__(self, data: bytes | torch.Tensor, threads: int | None = None) -> None:
         super().__init__()
@@ -196,6 +197,11 @@ class OnnxClassifier(nn.Module):
         self._has_features = "features" in outputs
         props = {p.key: p.value for p in self._proto.metadata_props}
         self.flops_per_sample = float(props[_FLOPS_KEY]) if _FLOPS_KEY in props else None
+
+    @property
+    def has_features(self) -> bool:
+        """Whether the graph has a ``features`` output (assay's exports do; another tool's may not)."""
+        return self._has_features
 
     @classmethod
     def from_file(cls, path: Path) -> OnnxClassifier:

@@ -32,6 +32,8 @@ class TreeEnsemble(nn.Module):
     children, ``value`` (a leaf's output), ``missing_left`` (where NaN goes).
     """
 
+    differentiable = False  # piecewise constant: its input gradients are zero almost everywhere
+
     def __init__(self, n_trees: int, n_nodes: int, depth: int) -> None:
         super().__init__()
         self.depth = depth

@@ -83,7 +83,8 @@ def ood_scores(records: list[Evidence], style: PlotStyle | None = None) -> Figur
 
     style = style or PlotStyle()
     sets = list(records[0].details["table"])
-    scores = list(next(iter(records[0].details["table"].values())))
+    # Every score any candidate has (one without features has no embedding scores): the union, in order of first appearance.
+    scores = list(dict.fromkeys(s for e in records for table in e.details["table"].values() for s in table))
     fig = Figure(figsize=(min(10.2, 1.3 + 3.0 * len(sets)), 3.1))
     axes = fig.subplots(1, len(sets), squeeze=False, sharey=True)[0]
     n = len(records)
@@ -91,7 +92,8 @@ def ood_scores(records: list[Evidence], style: PlotStyle | None = None) -> Figur
         for i, e in enumerate(records):
             table = e.details["table"].get(name, {})
             x = [j + (i - (n - 1) / 2) * 0.8 / n for j in range(len(scores))]
-            ax.bar(x, [table.get(s, {}).get("auroc", 0) for s in scores], width=0.8 / n, color=style.color(e.candidate), label=e.candidate)
+            heights = [table.get(s, {}).get("auroc", float("nan")) for s in scores]  # not measured: no bar, not a bar at 0
+            ax.bar(x, heights, width=0.8 / n, color=style.color(e.candidate), label=e.candidate)
         ax.set_xticks(range(len(scores)), [s.replace("_", " ") for s in scores], rotation=30, ha="right")
         ax.set_title(f"OOD set: {name}", pad=_legend_pad(n))
         ax.set_ylim(0.0, 1.0)
