@@ -80,7 +80,7 @@ def _fmt(x: float, digits: int, commas: bool = True) -> str:
     return f"{x:.{digits}g}" if 0 < abs(x) < 0.001 else f"{x:.{digits}f}"
 
 
-PROPORTIONS = ("accuracy", "worst_class_recall", "worst_group_accuracy", "worst_slice_error")  # counts of examples: never a zero-width interval
+PROPORTIONS = ("accuracy", "macro_f1", "balanced_accuracy", "worst_class_recall", "worst_group_accuracy", "worst_slice_error")  # counts of examples: never a zero-width interval
 
 
 def problems(e: Evidence) -> list[str]:

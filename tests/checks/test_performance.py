@@ -84,3 +84,31 @@ def test_a_perfect_model_is_not_certain():
     evidence = _by_metric(Performance().run(SimpleNamespace(name="perfect"), ctx))
     assert evidence["accuracy"].value == 1.0 and evidence["accuracy"].low == pytest.approx(0.98638, abs=1e-5)
     assert evidence["worst_class_recall"].high == 1.0 and evidence["worst_class_recall"].low < 0.9
+
+
+def test_a_perfect_record_gets_a_macro_f1_interval_below_one(cnn, digits):
+    """Every resample of a perfect record is perfect; the bound comes from the most errors consistent with none seen."""
+    from assay.checks.performance import perfect_macro_f1_low
+    from assay.stats import proportion_interval
+
+    support = np.bincount(digits.test.y, minlength=digits.num_classes)
+    n = int(support.sum())
+    low = perfect_macro_f1_low(support, n)
+    assert 0.95 < low < 1
+    # The bound holds in the worst case it claims: the most errors Clopper-Pearson allows, all out of the smallest class.
+    errors = proportion_interval(0, n)[1] * n
+    small, other = support.min(), support.max()
+    f1 = np.ones(len(support))
+    f1[np.argmin(support)] = 2 * (small - errors) / (2 * (small - errors) + errors)
+    f1[np.argmax(support)] = 2 * other / (2 * other + errors)
+    assert low <= f1.mean() < 1
+    # On a real model: the interval is [low, 1] when it makes no error, the bootstrap's otherwise.
+    from assay.checks.base import CheckContext, make_check
+    from assay.checks.predictions import PredictionCache
+
+    record = next(e for e in make_check("performance", {}).run(cnn, CheckContext(task=digits, predictions=PredictionCache(None), n_boot=200))
+                  if e.metric == "macro_f1")
+    if record.value == 1.0:
+        assert (record.low, record.high) == (low, 1.0)
+    else:
+        assert record.low < record.value <= record.high

@@ -31,6 +31,22 @@ def per_class_recall(cm: np.ndarray) -> np.ndarray:
         return np.diagonal(cm, axis1=-2, axis2=-1) / support
 
 
+def perfect_macro_f1_low(support: np.ndarray, n: int, level: float = 0.95) -> float:
+    """Lower bound of macro-F1 for a classifier that made no error on ``n`` examples.
+
+    Every bootstrap resample of a perfect record is perfect, so the bootstrap
+    says ``[1, 1]``. What the data do bound is the error rate: at most
+    ``u`` (Clopper-Pearson's upper bound for 0 of n, about 3.7 / n), so at
+    most ``e = u n`` errors on a sample this size. Each error is one false
+    negative and one false positive, and ``1 - F1_k = (FP_k + FN_k) / (2 TP_k
+    + FP_k + FN_k) <= (FP_k + FN_k) / n_k``, so ``1 - macro-F1 <= 2 e / (K
+    n_min)``: the worst case puts every error in the smallest class.
+    """
+    present = support[support > 0]
+    errors = proportion_interval(0, n, level)[1] * n
+    return float(max(0.0, 1.0 - 2 * errors / (len(present) * present.min())))
+
+
 def macro_f1(cm: np.ndarray) -> np.ndarray:
     """Unweighted mean F1 over classes that occur in the labels or predictions.
 
@@ -77,6 +93,11 @@ class Performance(Check):
         recall = per_class_recall(cm)
         support = cm.sum(axis=1)
         f1_low, f1_high = bootstrap_interval(bootstrap(stats, n, n_boot=context.n_boot, seed=context.seed), macro_f1(cm))
+        f1_details = {"interval": "bias-corrected bootstrap"}
+        if np.trace(cm) == n and n:
+            f1_low = perfect_macro_f1_low(support, n)
+            f1_details = {"interval": "no errors on this split, so every resample is perfect: the lower bound is the worst macro-F1 that "
+                                      "the most errors still consistent with none seen (Clopper-Pearson, 97.5%) could give"}
         balanced, b_low, b_high = mean_of_proportions_interval(np.diagonal(cm), support)
         # Recall of a class is a proportion of its support: an exact interval, so 27 of 27 is [0.872, 1], not [1, 1].
         r_low, r_high = proportion_interval(np.diagonal(cm), support)
@@ -92,7 +113,7 @@ class Performance(Check):
             self.evidence(candidate, "accuracy", accuracy(cm), proportion_interval(correct, n),
                           details={"class_names": list(names), "confusion_matrix": cm.tolist(), "n": n, "interval": "Clopper-Pearson exact"},
                           figures=("confusion_matrix",)),
-            self.evidence(candidate, "macro_f1", macro_f1(cm), (f1_low, f1_high)),
+            self.evidence(candidate, "macro_f1", macro_f1(cm), (f1_low, f1_high), details=f1_details),
             self.evidence(candidate, "balanced_accuracy", balanced, (b_low, b_high), details={"interval": "Price & Bonett (2004), mean of the class recalls"}),
             # The interval is the worst class's own recall interval (Clopper-Pearson): which class is worst is read
             # from the data, and a bootstrap of the minimum over classes is biased low (seen: 0.923 [0.777, 0.922]).

@@ -164,8 +164,10 @@ class Robustness(Check):
                 not_applicable[metric] = reason
                 continue
             point, draws = result
-            out.append(self.evidence(candidate, metric, point, bootstrap_interval(draws, point), view="corrupt:*",
+            itself = ref_name == candidate.name  # 1 by definition, not an estimate: no interval to give
+            out.append(self.evidence(candidate, metric, point, None if itself else bootstrap_interval(draws, point), view="corrupt:*",
                                      details={"reference": ref_name, "corruptions": [k for k, u in zip(kinds, used) if u],
+                                              **({"note": "1 by definition: this candidate is the reference"} if itself else {}),
                                               **({"left_out": left_out, "left_out_reason": reason} if left_out else {})}))
         if not_applicable:
             text = "; ".join(f"{m} not applicable: {r}" for m, r in not_applicable.items())
