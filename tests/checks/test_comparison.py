@@ -79,6 +79,30 @@ def test_a_child_identical_to_its_parent_is_not_certain_to_be_identical(cnn, con
         assert row["low"] < 0 < row["high"] and not row["flagged"]
     for e in evidence.values():
         assert e.low <= e.value <= e.high
+    # The bootstrapped drops too: macro-F1's bound is the most disagreement consistent with none seen, placed worst.
+    from assay.stats import proportion_interval
+
+    support = np.bincount(context.predict(cnn).labels, minlength=context.task.num_classes)
+    n = int(support.sum())
+    bound = 3 * proportion_interval(0, n)[1] * n / (np.count_nonzero(support) * support[support > 0].min())
+    f1 = evidence["macro_f1_drop"]
+    assert f1.value == 0 and (f1.low, f1.high) == pytest.approx((-bound, bound), abs=1e-12)
+
+
+def test_a_twin_on_groups_has_a_worst_group_drop_interval_from_the_smallest_group(cnn, digits, context):
+    from dataclasses import replace
+
+    from assay.data.task import Split
+    from assay.models.candidate import Candidate
+    from assay.stats import proportion_interval
+
+    parity = np.where(digits.test.y % 3 == 0, "three", "other")
+    task = replace(digits, test=Split(digits.test.x, digits.test.y, groups={"parity": parity}))
+    twin = Candidate("cnn-twin", cnn.model, replace(cnn.provenance, recipe="quantize", parent="cnn"), training={})
+    ctx = replace(context, task=task, candidates={"cnn": cnn, "cnn-twin": twin})
+    drop = {e.metric: e for e in Comparison().run(twin, ctx)}["worst_group_accuracy_drop"]
+    u = proportion_interval(0, int((parity == "three").sum()))[1]
+    assert drop.value == 0 and (drop.low, drop.high) == pytest.approx((-u, u), abs=1e-12)
 
 
 def test_ece_rise_uses_the_calibration_checks_bins(cnn, mlp, context):

@@ -29,7 +29,7 @@ from .calibration import brier_loss, ece_batched, ece_deviation_draws, nll_loss
 from .fairness import disparities, group_rates
 from .metrics import Metric, declare
 from .performance import macro_f1
-from ..stats import bootstrap, bootstrap_interval, confusion_matrices, paired_difference_interval
+from ..stats import bootstrap, bootstrap_interval, confusion_matrices, paired_difference_interval, proportion_interval
 
 ECE_BINS = 15  # the calibration check's default, used when neither this check nor the study's calibration sets n_bins
 
@@ -183,6 +183,7 @@ class Comparison(Check):
         for col, member in zip((0, *range(3, 3 + k + n_groups)), members):
             if member.any():
                 full[col], low[col], high[col] = paired_difference_interval(right_base[member], right_ours[member], level=1 - self.alpha)
+        self._widen_unseen_disagreement(full, low, high, y, k, codes, n_groups, last=j + 3)
         only_base, only_ours, p = mcnemar_exact(right_base, right_ours)
         forgotten = np.flatnonzero((b == y) & (a != y))
         per_class = self._harm(context.task.class_names, full[3 : 3 + k], low[3 : 3 + k], high[3 : 3 + k], full[0])
@@ -220,6 +221,32 @@ class Comparison(Check):
         if missing:
             out.append(self.skipped(candidate, reason))
         return [replace(e, reference=base.name) for e in out]
+
+    def _widen_unseen_disagreement(self, full, low, high, y, k: int, codes, n_groups: int, last: int) -> None:
+        """Bounds for the bootstrapped drops (macro-F1, worst group, under corruption) when the two models never disagree here.
+
+        Every resample of two models that agree on every example agrees too, so
+        the bootstrap says ``[0, 0]``. What the data bound is the rate of
+        disagreement: at most ``u``, Clopper-Pearson's upper bound for 0 of
+        ``n`` (about 3.7 / n at 95%). An accuracy (of a group, or under
+        corruption) then moves by at most ``u``, taken for the smallest group;
+        macro-F1 over the K classes in the labels by at most ``3 u n / (K
+        n_min)``: one changed prediction moves its true class's F1 =
+        2TP / (TP + n_k + FP) by at most ``2 / n_k`` and the two predicted
+        classes' by at most ``1 / (2 n_k)`` each. Applied only where the
+        bootstrap interval has zero width.
+        """
+        level = 1 - self.alpha
+        support = np.bincount(y, minlength=k)
+        present = support[support > 0]
+        bounds = {1: 3 * proportion_interval(0, len(y), level)[1] * len(y) / (len(present) * present.min()),
+                  last: proportion_interval(0, len(y), level)[1]}
+        if n_groups:
+            smallest = int(np.bincount(codes, minlength=n_groups).min())
+            bounds[2] = proportion_interval(0, smallest, level)[1] if smallest else 1.0
+        for col, bound in bounds.items():
+            if low[col] == high[col]:
+                low[col], high[col] = max(full[col] - bound, -1.0), min(full[col] + bound, 1.0)
 
     def _harm(self, names, drops, lows, highs, overall: float) -> list[dict]:
         """Per-class (or per-group) drops, flagged where one loses more than ``harm_multiple`` times the overall drop.
