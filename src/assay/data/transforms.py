@@ -106,7 +106,7 @@ class TaskTransform:
         """Refuse, in one line, a task this transform cannot change (``resolve.py`` asks before anything trains)."""
 
     def change(self, task: Task, context: TransformContext) -> Change:
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: each registered transform overrides it
 
     def apply(self, task: Task, context: TransformContext | None = None) -> Task:
         """The transformed Task, with an ``Applied`` record appended to ``task.transforms``."""
