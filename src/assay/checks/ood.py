@@ -31,7 +31,7 @@ from scipy.stats import rankdata
 
 from .base import Check, CheckContext, Evidence, register_check
 from .metrics import Metric, declare
-from ..stats import bootstrap_interval
+from ..stats import bootstrap_interval, proportion_interval
 
 SCORES = ("msp", "max_logit", "energy", "mahalanobis", "knn")
 EMBEDDING_SCORES = ("mahalanobis", "knn")  # need the candidate's penultimate features
@@ -215,6 +215,13 @@ class OOD(Check):
             value_au = np.mean([table[m][self.score]["auroc"] for m in members])
             value_fp = np.mean([table[m][self.score]["fpr95"] for m in members])
             (lo_au, lo_fp), (hi_au, hi_fp) = bootstrap_interval(np.column_stack([au, fp]), [value_au, value_fp])
+            if lo_fp == hi_fp:
+                # Every resample accepted (or rejected) every OOD input: the bootstrap says certain. FPR95 is a share of
+                # the OOD inputs, so the exact interval of that share (pooled over the group's sets) bounds it instead.
+                sizes = [len(outs[m][self.score]) for m in members]
+                shares = [table[m][self.score]["fpr95"] for m in members]
+                lo_fp, hi_fp = proportion_interval(round(sum(s * n for s, n in zip(shares, sizes))), sum(sizes))
+                lo_fp, hi_fp = min(lo_fp, value_fp), max(hi_fp, value_fp)
             details = {"score": self.score, "sets": members, "table": {m: table[m] for m in members}}
             if missing:
                 details["notes"] = [f"mahalanobis and knn scores not measured: {missing}"]
