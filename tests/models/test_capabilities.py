@@ -81,4 +81,3 @@ def test_a_graph_without_features_gets_logit_scores_and_a_stated_skip(mlp, digit
     with_features = make_check("ood", {"score": "knn"}).run(mlp, CheckContext(task=digits, predictions=cache, seed=0, n_boot=100))
     assert all(e.metric != SKIPPED for e in with_features)
     assert np.isfinite([e.value for e in with_features]).all()
-
