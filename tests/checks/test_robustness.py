@@ -30,6 +30,25 @@ def test_check_reports_per_corruption_accuracy_relative_to_the_reference(mlp, cn
     assert other["corruption_accuracy"].value == pytest.approx(np.mean([np.mean(v) for v in accuracy.values()]), abs=1e-6)  # details are rounded to 6 places
     for e in other.values():
         assert e.low <= e.value <= e.high
+    assert own["mce"].low is None and "by definition" in own["mce"].details["note"]  # the reference itself: no estimate
+
+
+def test_a_twin_of_the_reference_is_not_certain_to_degrade_alike(mlp, context):
+    """Same predictions under every corruption: every resampled ratio is 1, yet the next examples may differ."""
+    from dataclasses import replace
+
+    from assay.models.candidate import Candidate
+    from assay.stats import proportion_interval
+
+    twin = Candidate("mlp-twin", mlp.model, replace(mlp.provenance, recipe="quantize", parent="mlp"), training={})
+    context.candidates = {"mlp": mlp, "mlp-twin": twin}
+    records = {e.metric: e for e in Robustness().run(twin, context)}
+    mce = records["mce"]
+    u = proportion_interval(0, len(context.data.y))[1]
+    errors = {k: 1 - np.array(v) for k, v in records["corruption_accuracy"].details["accuracy"].items()}
+    used = [k for k in errors if k in mce.details["corruptions"]]
+    half = np.mean([5 * u / errors[k].sum() for k in used])  # five severities, the reference's summed error each
+    assert mce.value == pytest.approx(1.0) and (mce.low, mce.high) == pytest.approx((1 - half, 1 + half), rel=1e-4)
 
 
 def test_ood_on_held_out_digits(tmp_path):

@@ -27,7 +27,7 @@ import numpy as np
 from ..data.corruptions import CORRUPTIONS, SEVERITIES
 from .base import Check, CheckContext, Evidence, register_check
 from .metrics import Metric, declare
-from ..stats import bootstrap, bootstrap_interval, resample_counts
+from ..stats import bootstrap, bootstrap_interval, proportion_interval, resample_counts
 
 
 def corruption_errors(errors: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -165,7 +165,10 @@ class Robustness(Check):
                 continue
             point, draws = result
             itself = ref_name == candidate.name  # 1 by definition, not an estimate: no interval to give
-            out.append(self.evidence(candidate, metric, point, None if itself else bootstrap_interval(draws, point), view="corrupt:*",
+            interval = None if itself else bootstrap_interval(draws, point)
+            if interval is not None and interval[0] == interval[1]:
+                interval = _unseen_disagreement(point, full, parts, used, metric, n, stacked.shape[1])
+            out.append(self.evidence(candidate, metric, point, interval, view="corrupt:*",
                                      details={"reference": ref_name, "corruptions": [k for k, u in zip(kinds, used) if u],
                                               **({"note": "1 by definition: this candidate is the reference"} if itself else {}),
                                               **({"left_out": left_out, "left_out_reason": reason} if left_out else {})}))
@@ -173,3 +176,22 @@ class Robustness(Check):
             text = "; ".join(f"{m} not applicable: {r}" for m, r in not_applicable.items())
             out.append(replace(self.skipped(candidate, text), view="corrupt:*", details={"reason": text, "metrics": not_applicable}))
         return out
+
+
+def _unseen_disagreement(point: float, full: np.ndarray, parts: dict[str, slice], used: np.ndarray, metric: str, n: int,
+                         severities: int) -> tuple[float, float]:
+    """The interval of a ratio to the reference when the two models agree on every corrupted example here.
+
+    Every resample then gives the same ratio, and the bootstrap says certain.
+    What the data bound is the share of examples on which the two could
+    disagree: at most ``u``, Clopper-Pearson's upper bound for 0 of ``n``,
+    per view. A corruption's summed error over ``severities`` moves by at
+    most ``severities * u`` (its degradation by twice that: the clean error
+    moves too), so each ratio moves by at most that over the reference's
+    denominator, and their mean by the mean of those.
+    """
+    u = proportion_interval(0, n)[1]
+    name = "ref_err" if metric == "mce" else "ref_deg"
+    reach = severities * u * (1 if metric == "mce" else 2) / full[parts[name]][used]
+    half = float(np.mean(reach))
+    return point - half, point + half
