@@ -14,7 +14,6 @@ problem.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -26,9 +25,10 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def sweep(run: Path) -> list[str]:
-    from assay.evidence import Evidence, problems
+    from assay.evidence import problems
+    from assay.store import Store
 
-    records = [Evidence.from_dict(json.loads(line)) for line in (run / "evidence.jsonl").read_text().splitlines() if line.strip()]
+    records = Store(run.parent).load_evidence(run.name)  # the store's checked read: a damaged or changed file is an error
     found = [p for e in records for p in problems(e)] or ([] if records else ["no evidence"])
     html = (run / "report.html").read_text()
     if "Could not draw" in html:
@@ -45,6 +45,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     from assay.spec import load_study
+    from assay.store import Store
     from assay.study import Study
 
     names = args.examples or sorted(p.stem for p in EXAMPLES.glob("*.toml"))
@@ -57,7 +58,7 @@ def main() -> int:
             Study(load_study(EXAMPLES / f"{name}.toml"), out=folder, progress=False).run()
         run = max((p for p in folder.iterdir() if (p / "evidence.jsonl").is_file()), key=lambda p: p.stat().st_mtime)
         found = sweep(run)
-        records = sum(1 for line in (run / "evidence.jsonl").read_text().splitlines() if line.strip())
+        records = len(Store(run.parent).load_evidence(run.name))
         print(f"{name:18s} {records:5d} records  {len(found):3d} problems  {time.perf_counter() - started:7.1f} s", flush=True)
         for problem in found:
             print(f"    {problem}")

@@ -9,13 +9,13 @@ with no "Could not draw". Skipped records only need their reason.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from assay.evidence import SKIPPED, Evidence, problems
 from assay.spec import load_study
+from assay.store import Store
 from assay.study import Study
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -30,7 +30,7 @@ def example_run(request, tmp_path_factory) -> tuple[str, Path]:
 
 
 def _records(run: Path) -> list[Evidence]:
-    return [Evidence.from_dict(json.loads(line)) for line in (run / "evidence.jsonl").read_text().splitlines() if line.strip()]
+    return Store(run.parent).load_evidence(run.name)  # the store's checked read, as the report uses
 
 
 def test_every_value_is_finite_and_inside_its_interval(example_run):
