@@ -118,3 +118,11 @@ def test_mean_of_proportions_follows_price_and_bonett():
     mean, low, high = mean_of_proportions_interval([27] * 10, [27] * 10)
     assert mean == 1.0 == high and 0.97 < low < 1.0
     assert mean_of_proportions_interval([5, 0], [5, 0])[0] == 1.0  # a class with no examples is left out
+
+
+@pytest.mark.parametrize("n", [1, 20, 269, 1000])
+def test_unseen_rate_is_scipys_exact_upper_bound_for_none_seen(n):
+    from assay.stats import unseen_rate
+
+    assert unseen_rate(n) == pytest.approx(binomtest(0, n).proportion_ci(method="exact").high, abs=1e-12)
+    assert unseen_rate(n) == pytest.approx(1 - 0.025 ** (1 / n), abs=1e-12)  # closed form at 0 successes

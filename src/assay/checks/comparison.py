@@ -29,7 +29,7 @@ from .calibration import brier_loss, ece_batched, ece_deviation_draws, nll_loss
 from .fairness import disparities, group_rates
 from .metrics import Metric, declare
 from .performance import macro_f1
-from ..stats import bootstrap, bootstrap_interval, confusion_matrices, paired_difference_interval, proportion_interval
+from ..stats import bootstrap, bootstrap_interval, confusion_matrices, paired_difference_interval, unseen_rate
 
 ECE_BINS = 15  # the calibration check's default, used when neither this check nor the study's calibration sets n_bins
 
@@ -239,11 +239,11 @@ class Comparison(Check):
         level = 1 - self.alpha
         support = np.bincount(y, minlength=k)
         present = support[support > 0]
-        bounds = {1: 3 * proportion_interval(0, len(y), level)[1] * len(y) / (len(present) * present.min()),
-                  last: proportion_interval(0, len(y), level)[1]}
+        u = unseen_rate(len(y), level)
+        bounds = {1: 3 * u * len(y) / (len(present) * present.min()), last: u}
         if n_groups:
             smallest = int(np.bincount(codes, minlength=n_groups).min())
-            bounds[2] = proportion_interval(0, smallest, level)[1] if smallest else 1.0
+            bounds[2] = unseen_rate(smallest, level)
         for col, bound in bounds.items():
             if low[col] == high[col]:
                 low[col], high[col] = max(full[col] - bound, -1.0), min(full[col] + bound, 1.0)

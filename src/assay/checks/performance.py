@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from .base import Check, CheckContext, Evidence, register_check
 from .metrics import REPORT, TERMINAL, Metric, declare
-from ..stats import bootstrap, bootstrap_interval, confusion_matrices, mean_of_proportions_interval, proportion_interval
+from ..stats import bootstrap, bootstrap_interval, confusion_matrices, mean_of_proportions_interval, proportion_interval, unseen_rate
 
 
 def accuracy(cm: np.ndarray) -> np.ndarray:
@@ -43,7 +43,7 @@ def perfect_macro_f1_low(support: np.ndarray, n: int, level: float = 0.95) -> fl
     n_min)``: the worst case puts every error in the smallest class.
     """
     present = support[support > 0]
-    errors = proportion_interval(0, n, level)[1] * n
+    errors = unseen_rate(n, level) * n
     return float(max(0.0, 1.0 - 2 * errors / (len(present) * present.min())))
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from ..data.corruptions import CORRUPTIONS, SEVERITIES
 from .base import Check, CheckContext, Evidence, register_check
 from .metrics import Metric, declare
-from ..stats import bootstrap, bootstrap_interval, proportion_interval, resample_counts
+from ..stats import bootstrap, bootstrap_interval, resample_counts, unseen_rate
 
 
 def corruption_errors(errors: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -190,7 +190,7 @@ def _unseen_disagreement(point: float, full: np.ndarray, parts: dict[str, slice]
     moves too), so each ratio moves by at most that over the reference's
     denominator, and their mean by the mean of those.
     """
-    u = proportion_interval(0, n)[1]
+    u = unseen_rate(n)
     name = "ref_err" if metric == "mce" else "ref_deg"
     reach = severities * u * (1 if metric == "mce" else 2) / full[parts[name]][used]
     half = float(np.mean(reach))

@@ -27,10 +27,10 @@ construction rather than by the method, the code says why.
 
 from .bootstrap import Statistic, bootstrap, bootstrap_interval, mean_interval, percentile_interval, resample_counts
 from .confusion import confusion_matrices
-from .intervals import mean_of_proportions_interval, paired_difference_interval, proportion_interval, t_interval, wilson_interval
+from .intervals import mean_of_proportions_interval, paired_difference_interval, proportion_interval, t_interval, unseen_rate, wilson_interval
 from .multiple import holm
 
 __all__ = [
     "Statistic", "bootstrap", "bootstrap_interval", "confusion_matrices", "holm", "mean_interval", "mean_of_proportions_interval",
-    "paired_difference_interval", "percentile_interval", "proportion_interval", "resample_counts", "t_interval", "wilson_interval",
+    "paired_difference_interval", "percentile_interval", "proportion_interval", "resample_counts", "t_interval", "unseen_rate", "wilson_interval",
 ]

@@ -45,6 +45,16 @@ def proportion_interval(successes, n, level: float = 0.95):
     return low, high
 
 
+def unseen_rate(n: int, level: float = 0.95) -> float:
+    """The largest rate of an event never seen in ``n`` trials: Clopper-Pearson's upper bound for 0 of ``n`` (about 3.7 / n at 95%).
+
+    Where every bootstrap resample is the same (a perfect record, two models
+    that never disagree), this is what the data still allow; checks place
+    that many unseen errors or disagreements where they hurt most.
+    """
+    return proportion_interval(0, n, level)[1] if n > 0 else 1.0
+
+
 def wilson_interval(successes, n, level: float = 0.95):
     """Wilson score interval for a proportion ``successes / n`` (Wilson 1927).
 
