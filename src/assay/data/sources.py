@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DataError, did_you_mean, require
 from .images import load_image_folder  # noqa: F401 -- the public loaders stay importable from here
-from .splitting import SPLITS, Fractions, stratified_split
+from .splitting import SPLITS, Fractions, carve_validation, stratified_split
 from .tabular import TablePipeline
 from .task import Split, Task
 
@@ -174,6 +174,59 @@ def _refuse_infinite(frame: Any, columns: Sequence[str], source: str) -> None:
 
 
 # --- arrays -------------------------------------------------------------------
+# The checks every array loader makes (load_npz here, Task.from_arrays in in_memory.py), one message each.
+def refuse_non_finite_array(x: np.ndarray, key: str, source: str) -> None:
+    """Refuse NaN or infinite inputs in array ``key`` (e.g. ``x_test``), naming the first bad row."""
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        rows = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
+        raise DataError(f"{source}: {key} holds NaN or infinite values in {len(rows)} row(s) (first: row {int(rows[0])}); replace or drop those rows")
+
+
+def check_split_arrays(x_all: Mapping[str, np.ndarray | None], y_all: Mapping[str, np.ndarray | None], source: str) -> None:
+    """Refuse splits whose inputs and labels do not fit: one without the other, wrong dimensions, lengths, dtypes or shapes.
+
+    ``x_all`` and ``y_all`` map a split name (``train``, ``val``, ``test``, or
+    ``all`` for one unsplit pair) to its array, ``None`` where not given.
+    """
+    for s in x_all:
+        x, y = x_all[s], y_all[s]
+        if (x is None) != (y is None):
+            missing = f"y_{s}" if y is None else f"x_{s}"
+            raise DataError(f"{source}: has {'x' if y is None else 'y'}_{s} but no {missing}; give both or neither")
+        if x is None:
+            continue
+        xs, ys = ("x", "y") if s == "all" else (f"x_{s}", f"y_{s}")
+        if x.ndim < 2 or y.ndim != 1:
+            raise DataError(f"{source}: {xs} has shape {x.shape} and {ys} {y.shape}; give {xs} as (N, ...) inputs and {ys} as (N,) labels")
+        if len(x) != len(y):
+            raise DataError(f"{source}: {xs} has {len(x)} rows but {ys} has {len(y)}; give one label per row")
+        if x.dtype.kind not in "fiub":
+            raise DataError(f"{source}: {xs} holds {x.dtype} values; give numbers")
+    shapes = {s: x.shape[1:] for s, x in x_all.items() if x is not None}
+    if len(set(shapes.values())) > 1:
+        raise DataError(f"{source}: splits differ in input shape ({', '.join(f'x_{s} {v}' for s, v in shapes.items())}); every split needs the same shape")
+
+
+def refuse_one_class(n_values: int, key: str, source: str) -> None:
+    """A classifier needs two classes: refuse labels ``key`` with fewer distinct values."""
+    if n_values < 2:
+        raise DataError(f"{source}: {key} has {n_values} distinct value; a classifier needs at least two")
+
+
+def array_modality(x: np.ndarray, modality: str | None, source: str) -> str:
+    """The modality asked for, or the one ``x``'s dimensions imply: (N, D) tabular, (N, C, L) signal, (N, C, H, W) image."""
+    kind = modality or {2: "tabular", 3: "signal", 4: "image"}.get(x.ndim)
+    if kind is None:
+        raise DataError(f"{source}: x has {x.ndim} dimensions; use (N, D) tables, (N, C, L) signals or (N, C, H, W) images")
+    return kind
+
+
+def as_inputs(x: np.ndarray, kind: str) -> np.ndarray:
+    """Float32 inputs of modality ``kind``; a signal given as (N, L) gets its channel axis."""
+    x = x.astype(np.float32)
+    return x[:, None] if kind == "signal" and x.ndim == 2 else x  # (N, L) -> (N, 1, L)
+
+
 def load_npz(
     path: Path | str,
     *,
@@ -193,9 +246,8 @@ def load_npz(
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as error:
         raise DataError(f"{path}: cannot read arrays ({str(error).splitlines()[0]}); save them with numpy.savez, without object arrays") from None
     for key, array in arrays.items():
-        if key.startswith("x") and array.dtype.kind == "f" and not np.isfinite(array).all():
-            rows = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
-            raise DataError(f"{path}: {key} holds NaN or infinite values in {len(rows)} row(s) (first: row {int(rows[0])}); replace or drop those rows")
+        if key.startswith("x"):
+            refuse_non_finite_array(array, key, str(path))
     if {"x_train", "y_train", "x_test", "y_test"} <= set(arrays):
         x_all = {s: arrays.get(f"x_{s}") for s in SPLITS}
         y_all = {s: arrays.get(f"y_{s}") for s in SPLITS}
@@ -203,53 +255,29 @@ def load_npz(
         x_all, y_all = {"all": arrays["x"]}, {"all": arrays["y"]}
     else:
         raise DataError(f"{path}: holds {sorted(arrays)}; it needs arrays x and y, or x_train, y_train, x_test, y_test")
-    for s in x_all:
-        x, y = x_all[s], y_all[s]
-        if (x is None) != (y is None):
-            missing = f"y_{s}" if y is None else f"x_{s}"
-            raise DataError(f"{path}: has {'x' if y is None else 'y'}_{s} but no {missing}; give both or neither")
-        if x is None:
-            continue
-        xs, ys = ("x", "y") if s == "all" else (f"x_{s}", f"y_{s}")
-        if x.ndim < 2 or y.ndim != 1:
-            raise DataError(f"{path}: {xs} has shape {x.shape} and {ys} {y.shape}; give {xs} as (N, ...) inputs and {ys} as (N,) labels")
-        if len(x) != len(y):
-            raise DataError(f"{path}: {xs} has {len(x)} rows but {ys} has {len(y)}; give one label per row")
-        if x.dtype.kind not in "fiub":
-            raise DataError(f"{path}: {xs} holds {x.dtype} values; give numbers")
-    shapes = {s: x.shape[1:] for s, x in x_all.items() if x is not None}
-    if len(set(shapes.values())) > 1:
-        raise DataError(f"{path}: splits differ in input shape ({', '.join(f'x_{s} {v}' for s, v in shapes.items())}); every split needs the same shape")
+    check_split_arrays(x_all, y_all, str(path))
     labels = np.concatenate([v for v in y_all.values() if v is not None])
     values = sorted(np.unique(labels).tolist())
     names = tuple(class_names) if class_names else tuple(str(v) for v in values)
     if len(names) != len(values):
         raise DataError(f"{path}: {len(values)} label values but {len(names)} class_names; give one name per value")
-    if len(values) < 2:
-        raise DataError(f"{path}: y has {len(values)} distinct value; a classifier needs at least two")
+    refuse_one_class(len(values), "y", str(path))
     lookup = {v: i for i, v in enumerate(values)}
-    first = next(v for v in x_all.values() if v is not None)
-    kind = modality or {2: "tabular", 3: "signal", 4: "image"}.get(first.ndim)
-    if kind is None:
-        raise DataError(f"{path}: x has {first.ndim} dimensions; use (N, D) tables, (N, C, L) signals or (N, C, H, W) images")
-
-    def prepare(x: np.ndarray) -> np.ndarray:
-        x = x.astype(np.float32)
-        return x[:, None] if kind == "signal" and x.ndim == 2 else x  # (N, L) -> (N, 1, L)
+    kind = array_modality(next(v for v in x_all.values() if v is not None), modality, str(path))
 
     def encode(y: np.ndarray) -> np.ndarray:
         return np.array([lookup[v] for v in y.tolist()], dtype=np.int64)
 
     if "all" in x_all:
-        x, y = prepare(x_all["all"]), encode(y_all["all"])
+        x, y = as_inputs(x_all["all"], kind), encode(y_all["all"])
         train, val, test = stratified_split(y, fractions, seed=seed, source=str(path))
         splits, rule = {"train": Split(x[train], y[train]), "val": Split(x[val], y[val]), "test": Split(x[test], y[test])}, f"stratified, seed {seed}"
     else:
-        x, y = prepare(x_all["train"]), encode(y_all["train"])
+        x, y = as_inputs(x_all["train"], kind), encode(y_all["train"])
         if x_all["val"] is None:
-            train, val, _ = stratified_split(y, (0.85, 0.15, 0.0), seed=seed, source=str(path))
-            splits, rule = {"train": Split(x[train], y[train]), "val": Split(x[val], y[val])}, f"given train/test; val is 15% of train (stratified, seed {seed})"
+            train, val, rule = carve_validation(y, seed=seed, source=str(path))
+            splits = {"train": Split(x[train], y[train]), "val": Split(x[val], y[val])}
         else:
-            splits, rule = {"train": Split(x, y), "val": Split(prepare(x_all["val"]), encode(y_all["val"]))}, "given train/val/test"
-        splits["test"] = Split(prepare(x_all["test"]), encode(y_all["test"]))
+            splits, rule = {"train": Split(x, y), "val": Split(as_inputs(x_all["val"], kind), encode(y_all["val"]))}, "given train/val/test"
+        splits["test"] = Split(as_inputs(x_all["test"], kind), encode(y_all["test"]))
     return Task(name=name or path.stem, modality=kind, class_names=names, **splits, info={"source": str(path), "split rule": rule}, origin="npz")

@@ -41,3 +41,20 @@ def stratified_split(
         parts[1].append(members[n_train : n_train + n_val])
         parts[2].append(members[n_train + n_val :])
     return tuple(np.sort(np.concatenate(p)) for p in parts)  # type: ignore[return-value]
+
+
+VAL_FRACTION = 0.15  # of train, when the data brings train and test but no validation split
+
+
+def carve_validation(
+    y: np.ndarray, *, seed: int = 0, source: str = "data", fraction: float = VAL_FRACTION
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Indices of train and validation carved from a given train split (stratified, seeded), and the rule in words.
+
+    Raises:
+        DataError: when ``fraction`` is not in (0, 1) or a class is too small to split.
+    """
+    if not 0 < fraction < 1:
+        raise DataError(f"{source}: validation fraction {fraction} must be between 0 and 1 (exclusive); e.g. {VAL_FRACTION}")
+    train, val, _ = stratified_split(y, (1 - fraction, fraction, 0.0), seed=seed, source=source)
+    return train, val, f"given train/test; val is {fraction:.0%} of train (stratified, seed {seed})"

@@ -28,6 +28,9 @@ class TablePipeline:
         self.median: dict[str, float] = {}
         self.mean: dict[str, float] = {}
         self.std: dict[str, float] = {}
+        self.integer: set[str] = set()  # numeric columns whose train values were all whole numbers
+        self.dtypes: dict[str, Any] = {}  # each column's dtype, restored by ``inverse``
+        self.originals: dict[str, dict[str, Any]] = {}  # category text -> the value it came from (True, 3, "a")
 
     def fit(self, frame: Any) -> TablePipeline:
         """Learn imputation, scaling and categories from ``frame`` (a pandas DataFrame of train rows)."""
@@ -35,7 +38,11 @@ class TablePipeline:
 
         for column in self.columns:
             values = frame[column]
+            self.dtypes[column] = values.dtype
             if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+                present = values.dropna().to_numpy(dtype=float)
+                if len(present) and np.all(present == np.round(present)):
+                    self.integer.add(column)
                 filled = values.astype(float).fillna(values.median() if values.notna().any() else 0.0)
                 self.numeric.append(column)
                 self.median[column] = float(values.median()) if values.notna().any() else 0.0
@@ -43,7 +50,9 @@ class TablePipeline:
                 std = float(filled.std(ddof=0))
                 self.std[column] = std if std > 0 else 1.0
             else:
-                self.categorical[column] = sorted(values.dropna().astype(str).unique().tolist())
+                present = values.dropna()
+                self.categorical[column] = sorted(present.astype(str).unique().tolist())
+                self.originals[column] = dict(zip(present.astype(str), present))
         return self
 
     @property
@@ -71,6 +80,37 @@ class TablePipeline:
             parts.append(onehot)
         return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(frame), 0), np.float32)
 
+    def inverse(self, x: np.ndarray) -> Any:
+        """The rows that encode to ``x``, as a pandas DataFrame of the original columns in their original order.
+
+        Numeric columns come back as ``x * std + mean`` (rounded for columns
+        whose train values were all whole numbers), categorical ones as the
+        category of the largest one-hot entry, and the ``<other>`` column as a
+        missing value. A value that was missing and imputed comes back as the
+        train median, not as missing; float32 features keep about seven
+        significant digits. Column dtypes are restored where the values allow
+        (an integer or boolean column with missing values stays float or object).
+        """
+        import pandas as pd
+
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.width:
+            raise ValueError(f"TablePipeline.inverse: features of shape {x.shape}; expected (N, {self.width})")
+        decoded: dict[str, Any] = {}
+        for i, column in enumerate(self.numeric):
+            values = x[:, i] * self.std[column] + self.mean[column]
+            decoded[column] = np.round(values) if column in self.integer else values
+        start = len(self.numeric)
+        for column, categories in self.categorical.items():
+            block = x[:, start : start + len(categories) + 1]
+            start += len(categories) + 1
+            lookup = [self.originals[column][c] for c in categories] + [np.nan]  # the last column is <other>
+            decoded[column] = np.array([lookup[i] for i in block.argmax(axis=1)], dtype=object)
+        frame = pd.DataFrame({column: decoded[column] for column in self.columns})
+        for column in self.columns:
+            frame[column] = _restore_dtype(frame[column], self.dtypes.get(column))
+        return frame
+
     def missing_fill(self) -> list[float]:
         """What a missing value becomes in feature space (used by the missing-values corruption)."""
         fill = [(self.median[c] - self.mean[c]) / self.std[c] for c in self.numeric]
@@ -81,3 +121,17 @@ class TablePipeline:
     def describe(self) -> dict[str, Any]:
         return {"numeric": len(self.numeric), "categorical": len(self.categorical), "encoded_width": self.width,
                 "rule": "numeric: train-median imputation + train standardisation; categorical: one-hot of train categories + other"}
+
+
+def _restore_dtype(values: Any, dtype: Any) -> Any:
+    """``values`` cast back to the column's original ``dtype`` where no value is lost (no NaN into int or bool)."""
+    import pandas as pd
+
+    if dtype is None or values.dtype == dtype:
+        return values
+    if values.isna().any() and isinstance(dtype, np.dtype) and dtype.kind in "biu":
+        return values if values.dtype.kind == "f" else values.infer_objects()
+    try:
+        return values.astype(dtype)
+    except (TypeError, ValueError):
+        return values.infer_objects()

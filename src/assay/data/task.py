@@ -185,6 +185,8 @@ class Task:
         if self.origin in ("image_folder", "npz"):
             kind = "an image folder" if self.origin == "image_folder" else "an NPZ file"
             return f"{kind} carries no group attribute; use a table with a group column (path = \"data.csv\", groups = [\"<column>\"])"
+        if self.origin == "in_memory":
+            return "pass groups={\"<name>\": {\"train\": ..., \"test\": ...}} to Task.from_arrays, or groups=[\"<column>\"] to Task.from_frame"
         return "give the task's splits group attributes (Split(x, y, groups={...}))"
 
     def smallest_class(self, split: str = "train") -> tuple[str, int]:
@@ -241,6 +243,49 @@ class Task:
             **dict(self.info),
             **({"transforms": [t.text for t in self.transforms]} if self.transforms else {}),
         }
+
+    @classmethod
+    def from_arrays(cls, x_train: Any, y_train: Any, x_test: Any, y_test: Any, **options: Any) -> Task:
+        """A Task from arrays of inputs ``(N, ...)`` and labels ``(N,)`` (numpy, torch or lists).
+
+        Options (keyword-only): ``x_val``, ``y_val`` (else 15% of train is
+        carved off, stratified, with ``seed``), ``modality``, ``class_names``
+        (integer labels index into it, string labels must be among it),
+        ``groups`` (name -> split -> values), ``name``, ``seed``,
+        ``val_fraction``, ``description``. See ``data.in_memory.from_arrays``.
+
+        Raises:
+            DataError: one line naming the argument (e.g. ``x_test``), the problem and the fix.
+        """
+        from .in_memory import from_arrays
+
+        return from_arrays(x_train, y_train, x_test, y_test, **options)
+
+    @classmethod
+    def from_frame(cls, train_df: Any, test_df: Any, *, label: str, **options: Any) -> Task:
+        """A tabular Task from pandas DataFrames of raw rows, encoded as a table file is.
+
+        Options (keyword-only): ``val_df`` (else 15% of train rows, stratified,
+        with ``seed``), ``groups``, ``meta``, ``features``, ``name``, ``seed``,
+        ``val_fraction``, ``description``. See ``data.in_memory.from_frame``.
+
+        Raises:
+            DataError: one line naming the frame (e.g. ``test_df``), the problem and the fix.
+        """
+        from .in_memory import from_frame
+
+        return from_frame(train_df, test_df, label=label, **options)
+
+    @classmethod
+    def from_dataset(cls, train: Any, test: Any, *, val: Any = None, **options: Any) -> Task:
+        """A Task from ``torch.utils.data.Dataset``s of ``(input, label)`` pairs; options as ``from_arrays``.
+
+        Raises:
+            DataError: an item that is not a pair, inputs of different shapes, and what ``from_arrays`` refuses.
+        """
+        from .in_memory import from_dataset
+
+        return from_dataset(train, test, val=val, **options)
 
     def without_classes(self, classes: list[str] | list[int]) -> Task:
         """Remove ``classes`` from every split and keep their test examples as near-OOD.
