@@ -193,7 +193,11 @@ class Candidate:
         model, problems = _rebuild(prov, tensors)
         if problems:
             raise ModelError(f"{weights_path}: weights do not fit architecture {prov.arch['name']} ({problems[0]}); the files do not belong together")
-        return cls(name, model, prov, meta.get("training"))
+        training = dict(meta.get("training") or {})
+        note = getattr(model, "source_note", None)  # the user's source file changed since saving (logged by user_code)
+        if note:
+            training["source_changed"] = note
+        return cls(name, model, prov, training)
 
 
 def content_hash(tensors: dict[str, torch.Tensor], provenance: Provenance) -> str:
@@ -234,7 +238,8 @@ def verify(folder: Path, name: str) -> tuple[dict[str, Any], Provenance, dict[st
     found = content_hash(tensors, prov)
     if found != meta["id"]:
         raise ModelError(f"{weights_path}: content hash {found} differs from the recorded {meta['id']}; the files were changed after saving, save the candidate again")
-    if not prov.transforms and prov.arch["name"] in zoo.ARCHITECTURES and prov.arch["name"] != "pretrained":  # an encoder loads from its source
+    # An encoder loads from its source, and user code is not run on the meta device: import_tensors checks both.
+    if not prov.transforms and prov.arch["name"] in zoo.ARCHITECTURES and prov.arch["name"] not in ("pretrained", "user"):
         arch = dict(prov.arch)
         with torch.device("meta"):
             try:
@@ -281,7 +286,7 @@ def read_description(path: Path) -> tuple[dict[str, Any], Provenance]:
             if not conforms(record[key], kind):
                 raise ModelError(f"{path}: field '{prefix}{key}' must be {describe(kind)}, got {toml_text(record[key])[:60]}; {damaged}")
     arch = meta["arch"]
-    known = (*zoo.ARCHITECTURES, "onnx")
+    known = (*zoo.ARCHITECTURES, "onnx", "skops")
     if arch["name"] not in known:
         raise ModelError(f"{path}: unknown architecture {arch['name']!r}; {damaged}")
     if not (len(meta["id"]) == 12 and all(c in "0123456789abcdef" for c in meta["id"])):
@@ -310,6 +315,12 @@ def _rebuild(prov: Provenance, tensors: dict[str, torch.Tensor]) -> tuple[nn.Mod
         if "onnx" not in tensors:
             return nn.Identity(), ["missing tensor 'onnx'"]
         return exported.OnnxClassifier(tensors["onnx"]), []
+    if prov.arch["name"] == "skops":  # a fitted estimator kept as skops bytes (models/skops_model.py)
+        from .skops_model import SkopsClassifier
+
+        if "skops" not in tensors or not isinstance(prov.arch.get("trusted"), list):
+            return nn.Identity(), ["missing tensor 'skops' or arch 'trusted'"]
+        return SkopsClassifier.from_tensor(tensors["skops"], prov.arch["trusted"], prov.arch["num_classes"], prov.arch.get("class", "sklearn")), []
     arch = dict(prov.arch)
     model = zoo.build(arch.pop("name"), input_shape=arch.pop("input_shape"), num_classes=arch.pop("num_classes"), **arch)
     for transform in prov.transforms:
