@@ -109,7 +109,7 @@ def test_the_module_goes_back_in_the_mode_it_came_in_with_a_note(net, digits):
         assert net.training and net.body[1].training and not net.body[3].training
     finally:
         net.eval()
-    assert as_candidate("net", net, digits).notes == []  # in eval mode: nothing to say
+    assert as_candidate("net", net, digits, device="cpu").notes == []  # in eval mode, on the run's device: nothing to say
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
@@ -300,8 +300,19 @@ def test_the_id_is_stable_and_follows_the_weights(net, logreg, digits):
         changed.head.bias[0] += 1e-3
     assert as_candidate("net", changed, digits).id != first.id
     assert as_candidate("lr", logreg, digits).id == as_candidate("lr", logreg, digits).id
+    same_line = [as_candidate(n, f, digits) for n, f in (("a", lambda x: logreg.predict_proba(flat(x))), ("b", lambda x: logreg.predict_proba(flat(x))))]
+    assert same_line[0].id != same_line[1].id  # a lambda has no content to hash: its name keeps two apart
+    assert as_candidate("a", lambda x: logreg.predict_proba(flat(x)), digits).id == as_candidate("a", lambda x: logreg.predict_proba(flat(x)), digits).id
     refit = LogisticRegression(max_iter=300, C=0.5).fit(flat(digits.train.x), digits.train.y)
     assert as_candidate("lr", refit, digits).id != as_candidate("lr", logreg, digits).id
+
+    def predict(x):
+        return model.predict_proba(flat(x))
+
+    model = logreg
+    before = as_candidate("fn", predict, digits).id
+    model = refit  # the same function, reading another model: its outputs tell them apart
+    assert as_candidate("fn", predict, digits).id != before
 
 
 def test_a_table_pipeline_is_given_raw_rows(tmp_path):

@@ -85,7 +85,11 @@ class ForeignCandidate(Candidate):
         self.kind, self.source, self.notes = kind, source, notes
 
     def restore(self) -> None:
-        """Give the user's module back in the train/eval mode and on the device it came in (a black box is left as it is)."""
+        """Give the user's module back in the train/eval mode and on the device it came in (a black box is left as it is).
+
+        Call it once judging is over: a module put back in training mode
+        would predict with dropout on.
+        """
         if self._home is not None and _device_of(self.source) != self._home:
             self.source.to(self._home)
         for module, training in self._modes:
@@ -178,16 +182,18 @@ def as_candidate(name: str, model: Any, task: Task, *, outputs: str | None = Non
     if kind == "predict_proba" and outputs != "probabilities":
         raise ModelError(f'{name}: predict_proba gives probabilities; outputs="logits" applies only to an nn.Module or a callable')
     notes: list[str] = []
-    if kind == "module":
-        adapter, digest = _module_adapter(name, model, task, outputs, notes), None
-    else:
-        adapter, digest = _black_box_adapter(name, model, task, kind, outputs), _object_digest(model)
-    candidate = ForeignCandidate(name, adapter, _provenance(model, task, kind, outputs, digest), kind=kind, source=model, notes=notes)
+    if kind != "module":
+        adapter = _black_box_adapter(name, model, task, kind, outputs)
+        first = _probe(adapter, task, torch.device("cpu"))
+        provenance = _provenance(model, task, kind, outputs, _object_digest(name, model, kind, first))
+        return ForeignCandidate(name, adapter, provenance, kind=kind, source=model, notes=notes)
+    adapter = _module_adapter(name, model, task, outputs, notes)
+    candidate = ForeignCandidate(name, adapter, _provenance(model, task, kind, outputs, None), kind=kind, source=model, notes=notes)
     try:
-        if device is not None and kind == "module" and candidate.device != torch.device(device):
-            notes.append(f"moved from {candidate.device} to {torch.device(device)} for the run; restore() moves it back")
-            candidate.to(device)
-        _probe(candidate, task)
+        home = candidate.device
+        if device is not None and candidate.to(device).device != home:
+            notes.append(f"moved from {home} to {candidate.device} for the run; restore() moves it back")
+        _probe(adapter, task, candidate.device)
     except BaseException:
         candidate.restore()  # a refused module goes back exactly as it came
         raise
@@ -247,12 +253,12 @@ def _feeder(name: str, model: Any, task: Task):
     return lambda x: x.numpy().reshape(len(x), -1)  # (B, prod(input_shape))
 
 
-def _probe(candidate: ForeignCandidate, task: Task) -> None:
-    """Run the model on the first few test inputs and refuse it, naming it, when what comes back cannot be judged."""
+def _probe(adapter: nn.Module, task: Task, device: torch.device) -> torch.Tensor:
+    """The logits of the first few test inputs; refuses the model, naming it, when what comes back cannot be judged."""
     _, first = next(batches(task.test.x, PROBE_ROWS))
-    x = as_input(first, candidate.device)
+    x = as_input(first, device)
     with torch.inference_mode():
-        candidate.model.convert(candidate.model.raw(x), len(x), first=True)
+        return adapter.convert(adapter.raw(x), len(x), first=True)
 
 
 def _provenance(model: Any, task: Task, kind: str, outputs: str, digest: str | None) -> Provenance:
@@ -269,7 +275,7 @@ def _provenance(model: Any, task: Task, kind: str, outputs: str, digest: str | N
 
 def _qualified_name(model: Any) -> str:
     """``package.module.Class`` of an object, or ``package.module.function`` of a function."""
-    owner = model if inspect.isfunction(model) or inspect.ismethod(model) or inspect.isbuiltin(model) else type(model)
+    owner = model if inspect.isroutine(model) else type(model)
     return f"{owner.__module__}.{owner.__qualname__}"
 
 
@@ -300,13 +306,23 @@ def _state_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _object_digest(model: Any) -> str:
-    """sha256 of the pickled object (only hashed, never loaded); of its qualified name and source when it does not pickle (a lambda)."""
-    try:
-        return hashlib.sha256(pickle.dumps(model, protocol=4)).hexdigest()
-    except Exception:  # noqa: BLE001 -- closures and lambdas do not pickle
+def _object_digest(name: str, model: Any, kind: str, first: torch.Tensor) -> str:
+    """sha256 of a fitted estimator's pickle (hashed, never loaded).
+
+    A callable pickles by reference (its name, not what it computes) and a
+    lambda not at all, so its digest is of its name, its source and its
+    outputs on the probe batch, with the candidate's name so that two
+    lambdas written on one line are never taken for one model.
+    """
+    if kind == "predict_proba":
         try:
-            text = inspect.getsource(model)
-        except (OSError, TypeError):
-            text = ""
-        return hashlib.sha256(json.dumps([_qualified_name(model), text]).encode()).hexdigest()
+            return hashlib.sha256(pickle.dumps(model, protocol=4)).hexdigest()
+        except Exception:  # noqa: BLE001 -- an estimator holding something unpicklable: fall back to what it computes
+            pass
+    try:
+        text = inspect.getsource(model if inspect.isroutine(model) else type(model))
+    except (OSError, TypeError):
+        text = ""
+    h = hashlib.sha256(json.dumps([name, _qualified_name(model), text]).encode())
+    h.update(first.cpu().numpy().tobytes())
+    return h.hexdigest()
