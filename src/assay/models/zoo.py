@@ -1,8 +1,10 @@
 """Architectures by name.
 
-Every model is a ``Classifier``: ``features(x)`` gives the penultimate
-embedding ``(B, D)`` and ``head`` maps it to logits ``(B, K)``. That split is
-what ``Candidate.embed`` and the embedding-based checks rely on.
+Every built-in model is a ``Classifier``: ``features(x)`` gives the
+penultimate embedding ``(B, D)`` and ``head`` maps it to logits ``(B, K)``.
+That split is what ``Candidate.embed`` and the embedding-based checks rely
+on; the user's own architecture (``user``, ``models/user_code.py``) has it
+when its module does, and says so otherwise.
 
     model = build("cnn", input_shape=(1, 8, 8), num_classes=10, channels=(32, 64, 128))
 """
@@ -21,6 +23,7 @@ from .classifier import Classifier
 from .pretrained import pretrained
 from .sequence import gru, transformer
 from .trees import trees
+from .user_code import user
 
 
 def mlp(
@@ -75,6 +78,7 @@ def cnn(
 ARCHITECTURES: dict[str, Callable[..., Classifier]] = {
     "mlp": mlp, "cnn": cnn, "gru": gru, "transformer": transformer, "pretrained": pretrained,
     "trees": trees,  # a fitted tree ensemble (recipes/sklearn.py), not trained by the loop
+    "user": user,  # the user's own callable, arch = "models.py:make_net" in a study file (models/user_code.py)
 }
 TOKEN_ARCHITECTURES = ("gru", "transformer")  # the ones that read token ids
 
@@ -86,7 +90,9 @@ def arch_options(name: str) -> list[str]:
 
 def unknown_arch(name: object) -> str:
     """``unknown architecture 'x' (did you mean 'y'?); available: ...``."""
-    return f"unknown architecture {name!r}{did_you_mean(str(name), ARCHITECTURES)}; available: {', '.join(ARCHITECTURES)}"
+    named = [a for a in ARCHITECTURES if a != "user"]
+    return (f"unknown architecture {name!r}{did_you_mean(str(name), named)}; available: {', '.join(named)}, "
+            f"or your own as arch = \"models.py:make_net\"")
 
 
 def check_arch(name: str, options: Mapping[str, Any], where: str = "arch") -> None:
@@ -122,7 +128,7 @@ def training_bytes(name: str, *, input_shape: Sequence[int], num_classes: int, b
     """
     import torch
 
-    if name == "pretrained":  # its size is the encoder's on disk, read when it loads
+    if name in ("pretrained", "user"):  # an encoder's size is read when it loads; user code is not run on the meta device
         return 0
     with torch.device("meta"):
         model = build(name, input_shape=input_shape, num_classes=num_classes, where=where, **options)
