@@ -6,6 +6,7 @@ fast and pull in no optional library::
     import assay
     task = assay.load_builtin("digits", seed=0)
     result = assay.Study.from_file("examples/digits.toml").run()
+    result = assay.judge(my_model, assay.Task.from_arrays(x_train, y_train, x_test, y_test))
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ __version__ = "0.1.0"
 
 _API = {
     "Study": "assay.study",
+    "StudyResult": "assay.study",
+    "judge": "assay.bring_your_own",
     "load_study": "assay.spec",
     "Task": "assay.data.task",
     "Split": "assay.data.task",

@@ -83,9 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", parents=[sub_common], help="run the bundled digits study (examples/digits.toml)",
                           description="Train an MLP and a CNN on scikit-learn's digits, quantize the CNN, check all three, pick one, write the report.")
     demo.add_argument("--new", action="store_true", help="start a new run instead of resuming an unfinished one")
+    demo.add_argument("--quick", action="store_true", help="a small, fast version of the demo (not for deciding)")
     run = sub.add_parser("run", parents=[sub_common], help="run a study file", description="Run a study file: make candidates, check them, decide, report.")
     run.add_argument("study", type=Path, help="the study file (TOML)")
     run.add_argument("--new", action="store_true", help="start a new run instead of resuming an unfinished one")
+    run.add_argument("--quick", action="store_true", help="try the study end to end in a minute or two: small samples, few epochs (not for deciding)")
     compress = sub.add_parser("compress", parents=[sub_common], help="compress a saved model and judge every variant",
                               description="Quantize, prune, distil and export a saved model (NAME.safetensors + NAME.json, or a .onnx file), "
                               "run the whole battery on every variant against it, and pick the fastest, smallest one that keeps its accuracy. "
@@ -189,7 +191,8 @@ def _run(args: argparse.Namespace, study_path: Path) -> int:
     from .study import Study
 
     _set_threads(args)
-    study = Study.from_file(study_path, out=args.out, device=args.device, seed=args.seed, progress=_progress(args), new=args.new)
+    study = Study.from_file(study_path, out=args.out, device=args.device, seed=args.seed, progress=_progress(args), new=args.new,
+                          quick=getattr(args, "quick", False))
     result = study.run()
     if result.resumed:
         print(f"(resumed unfinished run {result.run_id})")

@@ -32,11 +32,11 @@ from importlib import import_module
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ._options import LIMITS, check_limit, resolve_paths, toml_text
+from ._options import LIMITS, check_limit, option_names, resolve_paths, toml_text
 from .errors import SpecError, did_you_mean
 
 _TOP = ("name", "seed", "description", "task", "recipe", "checks", "policy")
@@ -78,12 +78,49 @@ class StudySpec:
     description: str = ""
     base_dir: Path = field(default_factory=Path.cwd)
 
+    quick: bool = False
+    brought: tuple[str, ...] = ()  # candidates given in code, judged beside the recipes' (``parse_study``)
+
     def config_hash(self, seed: int) -> str:
-        """Identifies 'the same study': its text and effective seed."""
-        return hashlib.sha256(f"{self.text}\n#seed={seed}".encode()).hexdigest()[:16]
+        """Identifies 'the same study': its text, effective seed and mode (a quick run never resumes a full one)."""
+        return hashlib.sha256(f"{self.text}\n#seed={seed}{'#quick' if self.quick else ''}".encode()).hexdigest()[:16]
+
+    def quick_version(self) -> StudySpec:
+        """The same study made small, to try it end to end in a minute or two (``assay run --quick``).
+
+        Every split keeps at most ``QUICK_ROWS`` examples (``[task] max_rows``,
+        stratified), each recipe trains at most ``QUICK_OPTIONS`` (2 epochs,
+        1 pruning step ...), a recipe repeated over draws keeps 2 of them,
+        robustness measures one severity, efficiency times a few calls, and
+        intervals use at most 200 bootstrap resamples. Nothing else changes:
+        the same checks, policy and report, which says the run was quick.
+        """
+        from .recipes import RECIPES, load_all
+
+        load_all()
+        recipes = []
+        for r in self.recipes:
+            if r.draw > QUICK_DRAWS:
+                continue
+            accepted = option_names(RECIPES[r.kind])
+            capped = {k: min(v, r.options.get(k) or v) for k, v in QUICK_OPTIONS.items() if k in accepted}
+            recipes.append(replace(r, options={**r.options, **capped}))
+        task = {**self.task, "max_rows": min(QUICK_ROWS, self.task.get("max_rows", QUICK_ROWS))}
+        checks = dict(self.checks)
+        if "robustness" in checks:  # one severity, the middle of those asked: a forward pass per corruption, not five
+            asked = sorted(checks["robustness"].get("severities", (1, 2, 3, 4, 5)))
+            checks["robustness"] = {**checks["robustness"], "severities": [asked[len(asked) // 2]]}
+        if "efficiency" in checks:  # a few timed calls on small batches: a pretrained encoder otherwise takes half a minute
+            checks["efficiency"] = {**checks["efficiency"], **QUICK_TIMING}
+        return replace(self, task=task, recipes=tuple(recipes), checks=checks, n_boot=min(self.n_boot, QUICK_BOOT), quick=True)
 
 
-def load_study(path: Path | str) -> StudySpec:
+QUICK_ROWS, QUICK_DRAWS, QUICK_BOOT = 300, 2, 200
+QUICK_TIMING = {"repeats": 20, "warmup": 2, "batch_size": 32, "batch_repeats": 3}
+QUICK_OPTIONS = {"epochs": 2, "pretrain_epochs": 2, "head_epochs": 20, "steps": 1, "epochs_per_step": 1, "pairs_per_example": 4}
+
+
+def load_study(path: Path | str, *, brought: tuple[str, ...] = ()) -> StudySpec:
     """Read and validate a study file.
 
     Raises:
@@ -96,11 +133,16 @@ def load_study(path: Path | str) -> StudySpec:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise SpecError(f"{path}: not a text file (byte {error.start} is not UTF-8); give a TOML study file") from None
-    return parse_study(text, path=path)
+    return parse_study(text, path=path, brought=brought)
 
 
-def parse_study(text: str, *, path: Path | None = None) -> StudySpec:
-    """Validate study-file text (see ``load_study``)."""
+def parse_study(text: str, *, path: Path | None = None, brought: tuple[str, ...] = ()) -> StudySpec:
+    """Validate study-file text (see ``load_study``).
+
+    ``brought`` names the candidates given in code (``Study(candidates=...)``,
+    ``assay.judge``): with them a study may have no ``[[recipe]]``, and no
+    recipe may take one of their names.
+    """
     where = str(path) if path else "study"
     try:
         data = tomllib.loads(text)
@@ -123,7 +165,10 @@ def parse_study(text: str, *, path: Path | None = None) -> StudySpec:
         raise SpecError(f"{where}: missing [task]; add e.g. [task] builtin = \"digits\" or path = \"data.csv\"")
 
     base_dir = path.parent if path else Path.cwd()
-    recipes = _recipes(data.get("recipe"), where, base_dir)
+    recipes = _recipes(data.get("recipe"), where, base_dir) if data.get("recipe") is not None or not brought else ()
+    taken = [r.name for r in recipes if r.name in brought]
+    if taken:
+        raise SpecError(f"{where} [[recipe]] '{taken[0]}': the name is also a candidate given in code; give one of them another name")
     checks, n_boot = _checks(data.get("checks", {}), where)
 
     from .checks.base import known_metrics
@@ -146,6 +191,7 @@ def parse_study(text: str, *, path: Path | None = None) -> StudySpec:
         n_boot=n_boot,
         description=str(data.get("description", "")),
         base_dir=base_dir,
+        brought=tuple(brought),
     )
 
 

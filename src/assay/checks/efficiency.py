@@ -17,6 +17,8 @@ parent).
 
 from __future__ import annotations
 
+import math
+
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -117,26 +119,36 @@ class Efficiency(Check):
         throughput = np.median(per_s)
         t_low, t_high = bootstrap_interval(bootstrap(lambda idx: np.median(per_s[idx], axis=1), len(per_s), **boot), throughput)
         where = {"device": str(device), "threads": torch.get_num_threads()}
+        count, size, flops = candidate.parameter_count(), candidate.deploy_bytes(), candidate.flops_per_sample(one)
         out = [
-            self.evidence(candidate, "parameters", candidate.parameter_count()),
-            self.evidence(candidate, "size_mb", candidate.deploy_bytes() / 1e6,
+            self.evidence(candidate, "parameters", math.nan if count is None else count),
+            self.evidence(candidate, "size_mb", math.nan if size is None else size / 1e6,
                           details={"weights_file_mb": len(candidate.to_bytes()) / 1e6, "includes": "frozen pretrained weights read from their source, if any"}),
             self.evidence(candidate, "latency_p50_ms", p50, (low[0], high[0]),
                           details={"batch1_ms": np.round(single, 4).tolist(), "calls_timed": len(single), **where}, figures=("latency",)),
             self.evidence(candidate, "latency_p95_ms", p95, (low[1], high[1]), details=where),
             self.evidence(candidate, "throughput_per_s", throughput, (t_low, t_high),
                           details={"batch_size": self.batch_size, "batch_ms": np.round(bulk, 4).tolist(), **where}),
-            self.evidence(candidate, "flops_per_sample", candidate.flops_per_sample(one), details={"counter": "torch.utils.flop_counter"}),
+            self.evidence(candidate, "flops_per_sample", flops, details={"counter": "torch.utils.flop_counter"}),
             self.evidence(candidate, "peak_memory_mb", peak_mb, details={"how": peak_source, "batch_size": self.batch_size}),
             self.evidence(candidate, "energy_per_1k_j", joules_per_batch * 1000 / self.batch_size,
                           details={"power": energy_source, "co2e_per_1k_g": co2e_grams(joules_per_batch * 1000 / self.batch_size, self.grid_g_per_kwh)}),
         ]
+        unknown = [m for m, v in (("parameters", count), ("size_mb", size), ("flops_per_sample", flops)) if v is None or v != v]
+        skips: list[tuple[list[str], str]] = []
+        if unknown:  # a user's black box: its insides are not ours to count, and 0 would win "minimise size_mb"
+            out = [e for e in out if e.metric not in unknown]
+            skips.append((unknown, f"{', '.join(unknown)} unknown: '{candidate.name}' is a black box (a predict_proba object or a callable) "
+                                   "whose weights assay cannot see"))
         if "train_seconds" not in candidate.training:
             # Never trained here (quantized, exported, or loaded without a record): 0 kJ would read as "-100%" beside its parent.
             recipe = candidate.provenance.recipe
             parent = f"; its parent '{candidate.provenance.parent}' carries the training cost" if candidate.provenance.parent else ""
-            reason = f"training_energy_kj and training_co2e_g not applicable: '{candidate.name}' was made by '{recipe}' without training{parent}"
-            return [*out, replace(self.skipped(candidate, reason), details={"reason": reason, "metrics": ["training_energy_kj", "training_co2e_g"]})]
+            made = "was trained outside assay" if recipe == "external" else f"was made by '{recipe}' without training{parent}"
+            skips.append((["training_energy_kj", "training_co2e_g"], f"training_energy_kj and training_co2e_g not applicable: '{candidate.name}' {made}"))
+        if skips:  # one skip record per check and candidate, naming every metric it stands for
+            reason = "; ".join(r for _, r in skips)
+            return [*out, replace(self.skipped(candidate, reason), details={"reason": reason, "metrics": [m for ms, _ in skips for m in ms]})]
         train_j = candidate.training["train_seconds"] * power.watts
         return [
             *out,

@@ -87,6 +87,11 @@ class Robustness(Check):
         self.reference = reference
         self.severities = tuple(severities)
 
+    def requests(self, task, evaluated: tuple[str, ...] = ("test",)) -> set[tuple[str, str, bool]]:
+        """The corrupted views at the severities asked for only: the others would be forward passes nobody reads."""
+        asked = {f"@{s}" for s in self.severities}
+        return {r for r in super().requests(task, evaluated) if not r[1].startswith("corrupt:") or r[1][r[1].rindex("@"):] in asked}
+
     def _correct(self, candidate, context: CheckContext) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Clean correctness (N,) and, per corruption, correctness (S, N)."""
         clean = context.predict(candidate)

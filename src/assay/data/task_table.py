@@ -44,6 +44,9 @@ def load_source(spec: Mapping[str, Any], *, base_dir: Path, seed: int, where: st
     from .images import load_image_folder
     from .sources import load_npz, load_table
 
+    if "in_memory" in spec:
+        raise SpecError(f"{where}: in_memory = {spec['in_memory']!r}: this study's data was given in code (assay.judge or Study(task=...)); "
+                        "run it from Python with the same Task, or name a builtin or a path instead")
     if "path" not in spec:
         raise SpecError(f"{where}: needs builtin = \"digits\" (or another bundled task) or path = \"your data\"")
     if not isinstance(spec["path"], str) or not spec["path"]:

@@ -256,6 +256,47 @@ class UserOod(TaskTransform):
 
 
 @register
+class MaxRows(TaskTransform):
+    """Keep at most ``n`` examples of each split (plus one per class too rare for a share): a stratified, seeded sample, in order.
+
+    For trying a study quickly on a large data set (``assay run --quick``
+    sets it): the figures of a capped test split are honest, only wider.
+    Labelled splits keep each class's share (largest remainders, every class
+    present keeps at least one example); the pool and the OOD sets are
+    sampled uniformly.
+    """
+
+    key, order, example = "max_rows", 25, "max_rows = 500"
+    limits = {"max_rows": at_least(10)}
+    seeded = True
+
+    def __init__(self, *, max_rows: int) -> None:
+        self.max_rows = max_rows
+
+    def change(self, task: Task, context: TransformContext) -> Change:
+        rng = np.random.default_rng([context.seed, self.max_rows])
+        names = [n for n in ("train", "val", "test", "pool", "ood", "ood_user") if getattr(task, n) is not None]
+        kept = {n: _stratified_cap(getattr(task, n).y, self.max_rows, rng) for n in names}
+        changed = {n: k for n, k in kept.items() if k is not None}
+        new = dataclasses.replace(task, **{n: getattr(task, n).subset(k) for n, k in changed.items()})
+        sizes = ", ".join(f"{n} {len(getattr(task, n))} -> {len(k)}" for n, k in changed.items()) or "every split already fits"
+        return Change(new, f"at most {self.max_rows} examples per split, seed {context.seed}: {sizes}", {"kept": changed})
+
+
+def _stratified_cap(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray | None:
+    """Sorted indices of at most ``n`` examples keeping each label's share, or ``None`` when all fit."""
+    if len(y) <= n:
+        return None
+    labels, counts = np.unique(y, return_counts=True)
+    share = counts * n / len(y)
+    take = np.maximum(np.floor(share).astype(int), 1)
+    for i in np.argsort(-(share - np.floor(share)), kind="stable")[: max(0, n - int(take.sum()))]:
+        take[i] += 1  # largest remainders
+    chosen = [rng.permutation(np.flatnonzero(y == label))[:t] for label, t in zip(labels, take)]
+    return np.sort(np.concatenate(chosen))
+
+
+@register
 class LabelsPerClass(TaskTransform):
     """Keep ``k`` labelled train (and val) examples per class; the rest go to the unlabelled pool.
 

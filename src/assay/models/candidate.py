@@ -231,6 +231,9 @@ def verify(folder: Path, name: str) -> tuple[dict[str, Any], Provenance, dict[st
     if not weights_path.is_file():
         raise ModelError(f"{weights_path}: candidate file not found; save the candidate again or check the name")
     meta, prov = read_description(folder / f"{name}.json")
+    if prov.arch["name"] == "external":
+        raise ModelError(f"{folder / f'{name}.json'}: '{name}' was judged from a model given in code ({prov.arch.get('class', '?')}), "
+                         "which assay does not rebuild from files; pass the same object again (assay.judge or Study(candidates=...))")
     try:
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as error:
@@ -286,7 +289,7 @@ def read_description(path: Path) -> tuple[dict[str, Any], Provenance]:
             if not conforms(record[key], kind):
                 raise ModelError(f"{path}: field '{prefix}{key}' must be {describe(kind)}, got {toml_text(record[key])[:60]}; {damaged}")
     arch = meta["arch"]
-    known = (*zoo.ARCHITECTURES, "onnx", "skops")
+    known = (*zoo.ARCHITECTURES, "onnx", "skops", "external")  # external: a user's object, described but not rebuilt (models/foreign.py)
     if arch["name"] not in known:
         raise ModelError(f"{path}: unknown architecture {arch['name']!r}; {damaged}")
     if not (len(meta["id"]) == 12 and all(c in "0123456789abcdef" for c in meta["id"])):

@@ -238,11 +238,9 @@ def class_order(name: str, classes: list[Any], class_names: tuple[str, ...]) -> 
 
 
 def _feeder(name: str, model: Any, task: Task):
-    """How a tensor batch becomes what a black box takes: raw rows for a table, else a numpy array (flattened when fitted on 2-D input)."""
-    if task.modality == "tabular":
-        inverse = getattr(task.pipeline, "inverse", None)
-        if not callable(inverse):
-            raise ModelError(f"{name}: the table task '{task.name}' has no pipeline that decodes rows back to raw columns; build the task with Task.from_frame or a table file")
+    """How a tensor batch becomes what a black box takes: raw rows for a table read from rows, else a numpy array (flattened when fitted on 2-D input)."""
+    inverse = getattr(task.pipeline, "inverse", None)
+    if task.modality == "tabular" and callable(inverse):  # a table read from rows: the rows, as the model was fitted on
         return lambda x: inverse(x.numpy())
     width = int(np.prod(task.input_shape))
     fitted = getattr(model, "n_features_in_", None)

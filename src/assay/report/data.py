@@ -35,6 +35,7 @@ class ReportData:
         decision: the selection's outcome, or ``None`` before there is one.
         study_text: the resolved study file (TOML).
         environment: library versions, platform and device.
+        quick: the study ran made small (``assay run --quick``).
     """
 
     run_id: str
@@ -46,6 +47,7 @@ class ReportData:
     decision: Decision | None
     study_text: str
     environment: dict[str, Any]
+    quick: bool = False
 
     @property
     def chosen(self) -> str | None:
@@ -184,6 +186,8 @@ def arch_text(arch: dict[str, Any] | None) -> str:
     """``cnn(channels=[32, 64, 128])``: the name and the options a person chose."""
     if not arch:
         return "n/a"
+    if arch.get("name") == "external":  # a model given in code: its class, and how assay calls it
+        return f"{arch.get('class', '?')} ({arch.get('kind', '?')})"
     implied = {"name", "input_shape", "num_classes"}  # fixed by the task, not a choice
     options = ", ".join(f"{k}={_compact(v)}" for k, v in arch.items() if k not in implied)
     return f"{arch.get('name', '?')}({options})"

@@ -54,6 +54,24 @@ def render_html(data: ReportData) -> str:
     return env.get_template("report.html.j2").render(**build_context(data))
 
 
+def notebook_html(data: ReportData) -> str:
+    """The report's decision box and summary table for a notebook cell.
+
+    Cut from the full page, so a notebook shows exactly what the report's top
+    shows, inside an ``iframe`` so the report's styles do not restyle the
+    notebook.
+    """
+    import html
+
+    page = render_html(data)
+    head = page[: page.index("<main>")]
+    verdict = page[page.index('<section class="verdict'): page.index('<nav class="toc">')]
+    summary = page[page.index('<section id="summary">'): page.index('<section id="task">')]
+    document = f"{head}<main>{verdict}{summary}</main></body></html>"
+    return (f'<iframe srcdoc="{html.escape(document, quote=True)}" title="assay: {html.escape(data.study_name)}" '
+            'style="width: 100%; height: 520px; border: 1px solid #ddd; border-radius: 8px;"></iframe>')
+
+
 def build_context(data: ReportData) -> dict[str, Any]:
     """Everything the template shows, as plain dicts, lists and strings."""
     names = data.candidate_names()
@@ -102,6 +120,9 @@ def _decision_notes(data: ReportData) -> tuple[list[str], list[str]]:
     d = data.decision
     notes, warnings = [], []
     others = len(data.candidate_names()) - 1
+    if data.quick:
+        warnings.append("Quick run (assay run --quick): every split was cut to a sample, and each recipe trained for a few epochs. "
+                        "It shows that the study runs end to end; run it in full before deciding anything.")
     if d.select_on == "test":
         warnings.append(f"The gates and objectives were read on the test split (select_on = \"test\"): the chosen candidate's test figures "
                         f"are flattered by the choice among {others + 1} candidates and are not an unbiased estimate. Decide on \"val\" (the default) instead.")
@@ -223,7 +244,7 @@ def _provenance(c: Mapping[str, Any], chosen: bool) -> dict[str, Any]:
         if training.get("train_seconds") is not None:
             trained += f", {training['train_seconds']:.1f} s"
     else:
-        trained = "not trained here" if c.get("parent") else "–"
+        trained = "not trained here" if c.get("parent") else "outside assay" if c.get("recipe") == "external" else "–"
     arch = c.get("arch") or {}
     return {
         "name": c["name"], "chosen": chosen, "recipe": c.get("recipe", "–"), "parent": c.get("parent") or "–",
@@ -232,6 +253,7 @@ def _provenance(c: Mapping[str, Any], chosen: bool) -> dict[str, Any]:
         "config": config_text(c.get("config"), skip=("arch", "arch_options")),
         "transforms": ", ".join(c.get("transforms") or []),
         "versions": ", ".join(f"{k} {v}" for k, v in (c.get("versions") or {}).items()),
+        "notes": [str(n) for n in c.get("notes") or []],  # e.g. a model given in code in training mode, judged in eval mode
     }
 
 
