@@ -223,6 +223,24 @@ def layer_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor, lay
     return torch.cat(acts), torch.cat(grads)
 
 
+def logits_at(model: nn.Module, x: torch.Tensor, at: torch.Tensor, *, chunk: int = CHUNK) -> torch.Tensor:
+    """Logits ``(N, K)`` with the gradient space set to ``at``: the input itself, or a token model's embedding output
+    (the path's endpoints of integrated gradients, e.g. ``f(baseline)`` for its completeness)."""
+    device = model_device(model)
+    x, at = x.to(device), at.to(device)
+    out = []
+    for start in range(0, len(x), max(1, chunk)):
+        xs, values = x[start : start + chunk], at[start : start + chunk]
+        handle = None if x.is_floating_point() else embedding_layer(model).register_forward_hook(lambda _m, _i, _o: values)
+        try:
+            with _eval(model), torch.no_grad():
+                out.append(model(values if handle is None else xs).float())
+        finally:
+            if handle is not None:
+                handle.remove()
+    return torch.cat(out)
+
+
 def _gradients(model: nn.Module, x: torch.Tensor, at: torch.Tensor, target: torch.Tensor, loss: Loss | None) -> torch.Tensor:
     """Gradient of the summed objective with respect to ``at`` (the input, or the embedding output replacing ``x``'s)."""
     at = at.detach().requires_grad_(True)

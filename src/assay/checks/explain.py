@@ -1,0 +1,246 @@
+"""The ``explain`` check: which explanation of this model can be believed?
+
+On a seeded sample of the evaluated split (``n_examples``), each candidate
+is explained by every method that applies to it (``checks/explainers.py``:
+gradient methods need gradients, Grad-CAM a CNN, rollout attention maps; a
+model without gradients gets feature ablation and the reason). Each method
+is then measured, with 95% bootstrap intervals over the examples:
+
+* deletion and insertion AUC (Petsiuk et al. 2018): the predicted class's
+  probability as features are removed from the input (or inserted into the
+  baseline) in attribution order, and the same curves for a random
+  attribution on the same examples; the paired gain
+  ``(insertion - deletion) - (random's)`` is the method's faithfulness. An
+  interval that reaches zero reads "no better than random";
+* the model-randomisation sanity check (Adebayo et al. 2018): Spearman
+  correlation of |attributions| with those of copies whose layers are
+  re-initialised from the top down; a method whose correlation stays above
+  ``sanity_threshold`` at full randomisation does not depend on the model;
+* integrated gradients' completeness error (Sundararajan et al. 2017);
+* agreement between methods (Spearman, top-k overlap) and, against the
+  parent (or the study's reference), explanation drift;
+* the shortcut finder: mean |attribution| per pixel, step, column or token,
+  overall and per class, from the most faithful method.
+
+Headline metrics are the most faithful method's; every method's figures are
+in the details.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from ..models import gradients as grad
+from ..stats import mean_interval
+from . import attribution_math as am
+from . import explainers as ex
+from .base import Check, CheckContext, Evidence, register_check
+from .metrics import Metric, declare
+
+
+@register_check
+class Explain(Check):
+    """Attributions for every candidate, each measured against a random baseline and a randomised model."""
+
+    name = "explain"
+    metrics = declare(
+        Metric("deletion_auc", False, "area under the predicted-class probability as the top-attributed features are removed", scale="proportion"),
+        Metric("insertion_auc", True, "area under the predicted-class probability as the top-attributed features are inserted", scale="proportion"),
+        Metric("faithfulness_gain", True, "most faithful method's insertion-minus-deletion AUC over a random attribution's", scale="real"),
+        Metric("randomisation_correlation", False, "rank correlation of its attributions with a weight-randomised copy's (Adebayo 2018)",
+               scale="real"),
+        Metric("ig_completeness_error", False, "integrated gradients' |sum - (f(x) - f(baseline))| over |f(x) - f(baseline)|", scale="amount"),
+        Metric("explanation_agreement", True, "Spearman correlation of its attributions with its parent's (or the reference's)", scale="real"),
+    )
+    covers = "explanations of its predictions, each checked against a random one"
+
+    @staticmethod
+    def worst_finding(records: Mapping[str, Evidence]) -> str:
+        gain = records.get("faithfulness_gain")
+        if gain is None:
+            return ""
+        losers = [m for m, row in gain.details.get("methods", {}).items() if row["verdict"] != "better than random"]
+        return f"no better than random: {', '.join(losers)}" if losers else ""
+
+    def __init__(self, *, n_examples: int = 64, methods: list[str] | tuple[str, ...] = ex.METHODS, n_steps: int = 32, samples: int = 8,
+                 curve_steps: int = 16, baseline: str = "auto", top_k: int = 10, sanity_threshold: float = 0.5,
+                 drift_threshold: float = 0.5, cascade_steps: int = 3, chunk: int = 256) -> None:
+        unknown = [m for m in methods if m not in ex.REGISTRY]
+        if unknown:
+            raise ValueError(f"unknown method {unknown[0]!r}; available: {', '.join(ex.REGISTRY)}")
+        if baseline not in ("auto", "zeros"):
+            raise ValueError(f"baseline = {baseline!r}; use 'auto' (blurred image, mean row, pad tokens) or 'zeros'")
+        if min(n_examples, n_steps, samples, curve_steps, top_k, cascade_steps, chunk) < 1:
+            raise ValueError("n_examples, n_steps, samples, curve_steps, top_k, cascade_steps and chunk must be >= 1")
+        self.n_examples, self.methods, self.n_steps, self.samples = n_examples, tuple(methods), n_steps, samples
+        self.curve_steps, self.baseline, self.top_k, self.sanity_threshold = curve_steps, baseline, top_k, sanity_threshold
+        self.drift_threshold, self.cascade_steps, self.chunk = drift_threshold, cascade_steps, chunk
+
+    # --- gathering ---
+
+    def sample(self, context: CheckContext) -> np.ndarray:
+        """The seeded, sorted indices of the examples explained."""
+        n = len(context.data)
+        return np.sort(np.random.default_rng(context.seed).choice(n, size=min(self.n_examples, n), replace=False))
+
+    def setup(self, context: CheckContext, x: np.ndarray) -> ex.Setup:
+        task = context.task
+        names, groups, base = ex.feature_space(task, x, self.baseline)
+        rng = np.random.default_rng(context.seed + 1)
+        refs = np.asarray(task.train.x[np.sort(rng.choice(len(task.train), size=min(16, len(task.train)), replace=False))])
+        if task.modality == "image" and self.baseline == "auto":
+            refs = ex.blur(refs)
+        return ex.Setup(names=names, groups=groups, shape=tuple(x.shape[1:]), tokens=task.modality == "text", baseline=base,
+                        references=refs, n_steps=self.n_steps, samples=self.samples, seed=context.seed, chunk=self.chunk)
+
+    def attributions(self, model, x: np.ndarray, target: np.ndarray, setup: ex.Setup, methods) -> dict[str, np.ndarray]:
+        """Each method's ``(N, F)`` attributions of ``target`` on ``x``."""
+        xt, tt = torch.as_tensor(x), torch.as_tensor(target)
+        return {m: ex.REGISTRY[m](model, xt, tt, setup) for m in methods}
+
+    # --- measuring ---
+
+    def curves(self, model, x, target, setup: ex.Setup, attributions: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+        """Per method (and ``random``): deletion and insertion curves ``(N, S)`` and their AUCs ``(N,)``."""
+        fractions = np.linspace(0, 1, self.curve_steps + 1)
+        eligible = setup.eligible(x)
+        out = {}
+        for name, a in attributions.items():
+            removed = am.removal_masks(a, eligible, fractions)
+            row = {}
+            for kind, masks in (("deletion", removed), ("insertion", ~removed)):
+                p = ex.target_probability(model, setup.remove(x, masks), np.repeat(target, len(fractions)), setup.batch_size)
+                curve = p.reshape(len(x), len(fractions))
+                row[kind], row[f"{kind}_auc"] = curve, am.curve_auc(curve, fractions)
+            out[name] = row
+        return out
+
+    def randomisation(self, model, x, target, setup: ex.Setup, attributions: dict[str, np.ndarray], seed: int) -> dict[str, list]:
+        """Per method, ``(layer, (N,) Spearman)`` at each step of the cascading randomisation."""
+        out: dict[str, list] = {m: [] for m in attributions}
+        for layer, copy in ex.randomised_copies(model, self.cascade_steps, seed):
+            for m, a in self.attributions(copy, x, target, setup, list(attributions)).items():
+                out[m].append((layer, am.spearman_rows(np.abs(attributions[m]), np.abs(a))))
+        return out
+
+    def completeness(self, model, x, target, setup: ex.Setup, ig: np.ndarray) -> np.ndarray:
+        xt = torch.as_tensor(x)
+        space = grad.gradient_space(model, xt)
+        base = grad.gradient_space(model, torch.as_tensor(setup.baseline))
+        t = torch.as_tensor(target).view(-1, 1).to(space.device)
+        gap = (grad.logits_at(model, xt, space).gather(1, t) - grad.logits_at(model, xt, base).gather(1, t))[:, 0].cpu().numpy()
+        return am.completeness_error(ig.sum(axis=1), gap)
+
+    # --- the verb ---
+
+    def run(self, candidate, context: CheckContext) -> list[Evidence]:
+        caps, model = candidate.capabilities, candidate.model
+        idx = self.sample(context)
+        x = np.asarray(context.data.x[idx])
+        target = context.predict(candidate).predicted[idx].astype(np.int64)
+        labels = np.asarray(context.data.y[idx])
+        setup = self.setup(context, x)
+        reasons = {m: r for m in self.methods if (r := ex.applicable(m, model, caps.differentiable))}
+        methods = [m for m in self.methods if m not in reasons]
+        notes = [] if caps.differentiable else [f"gradient methods not run: {caps.lacks('differentiable')}"]
+        if not methods:
+            return [self.skipped(candidate, f"no explanation method applies ({'; '.join(f'{m}: {r}' for m, r in reasons.items())})")]
+        attributions = self.attributions(model, x, target, setup, methods)
+        rng = np.random.default_rng(context.seed + 2)
+        curves = self.curves(model, x, target, setup, {**attributions, "random": rng.random((len(x), len(setup.groups)))})
+        n_boot, seed = context.n_boot, context.seed
+
+        def interval(values: np.ndarray) -> tuple[float, tuple[float, float]]:
+            v = np.asarray(values, dtype=np.float64)
+            return float(v.mean()), mean_interval(v, n_boot=n_boot, seed=seed)
+
+        rand = curves["random"]
+        table = {}
+        for m in methods:
+            c = curves[m]
+            gain, (lo, hi) = interval((c["insertion_auc"] - c["deletion_auc"]) - (rand["insertion_auc"] - rand["deletion_auc"]))
+            verdict = "better than random" if lo > 0 else ("worse than random" if hi < 0 else "no better than random")
+            table[m] = {"gain": gain, "low": lo, "high": hi, "verdict": verdict,
+                        **{k: _row(*interval(c[f"{k}_auc"])) for k in ("deletion", "insertion")},
+                        "curve": {k: c[k].mean(0).tolist() for k in ("deletion", "insertion")}}
+        best = max(methods, key=lambda m: table[m]["gain"])
+        common = {"best_method": best, "methods": table, "not_applicable": reasons, "n_examples": len(x), "notes": notes,
+                  "agreement": _agreement(attributions, self.top_k),
+                  "shortcuts": self._shortcuts(context, x, labels, setup, attributions[best]),
+                  "random": {k: _row(*interval(rand[f"{k}_auc"])) | {"curve": rand[k].mean(0).tolist()} for k in ("deletion", "insertion")}}
+        ev = [
+            self.evidence(candidate, "faithfulness_gain", table[best]["gain"], (table[best]["low"], table[best]["high"]), details=common,
+                          figures=("explain_curves",)),
+            *(self.evidence(candidate, f"{k}_auc", table[best][k]["value"], table[best][k]["interval"], details={"method": best})
+              for k in ("deletion", "insertion")),
+        ]
+        if caps.differentiable:
+            ev.append(self._sanity(candidate, model, x, target, setup, attributions, best, seed))
+        if "integrated_gradients" in attributions:
+            err, ci = interval(self.completeness(model, x, target, setup, attributions["integrated_gradients"]))
+            ev.append(self.evidence(candidate, "ig_completeness_error", err, ci, details={"n_steps": self.n_steps, "baseline": self.baseline}))
+        drift = self._drift(candidate, context, x, target, setup, attributions, interval)
+        if drift is not None:
+            ev.append(drift)
+        return ev
+
+    def _sanity(self, candidate, model, x, target, setup, attributions, best, seed) -> Evidence:
+        cascade = self.randomisation(model, x, target, setup, attributions, seed)
+        per_method = {}
+        for m, steps in cascade.items():
+            value, (lo, hi) = float(steps[-1][1].mean()), mean_interval(steps[-1][1], seed=seed)
+            per_method[m] = {"value": value, "interval": [lo, hi], "passes": value <= self.sanity_threshold,
+                             "cascade": [{"layer": layer, "spearman": float(r.mean())} for layer, r in steps]}
+        row = per_method[best]
+        failing = [m for m, r in per_method.items() if not r["passes"]]
+        return self.evidence(candidate, "randomisation_correlation", row["value"], tuple(row["interval"]),
+                             details={"method": best, "methods": per_method, "threshold": self.sanity_threshold, "failing": failing})
+
+    def _drift(self, candidate, context, x, target, setup, attributions, interval) -> Evidence | None:
+        parent_name = candidate.provenance.parent
+        other = context.candidates.get(parent_name) if parent_name else context.reference
+        if other is None or other is candidate or other.name == candidate.name:
+            return None
+        ok = [m for m in attributions if ex.applicable(m, other.model, other.capabilities.differentiable) is None]
+        if not ok:
+            return None
+        method = "integrated_gradients" if "integrated_gradients" in ok else ok[0]
+        theirs = self.attributions(other.model, x, target, setup, [method])[method]
+        rho = am.spearman_rows(np.abs(attributions[method]), np.abs(theirs))
+        value, ci = interval(rho)
+        overlap = am.top_k_overlap(np.abs(attributions[method]), np.abs(theirs), self.top_k)
+        details = {"method": method, "against": other.name, "top_k": self.top_k, "top_k_overlap": float(overlap.mean())}
+        if value < self.drift_threshold:
+            details["warnings"] = [f"explanations drifted from {other.name}'s ({method}: Spearman {value:.2f} < {self.drift_threshold}): "
+                                   "it no longer looks where its parent looks"]
+        return self.evidence(candidate, "explanation_agreement", value, ci, reference=other.name, details=details)
+
+    def _shortcuts(self, context, x, labels, setup: ex.Setup, attributions: np.ndarray) -> dict:
+        task = context.task
+        if setup.tokens:
+            return am.token_importance(attributions, x, labels, _token_names(task.pipeline, x), task.class_names, self.top_k)
+        found = am.global_importance(attributions, labels, setup.names, task.class_names, self.top_k)
+        if task.modality == "image":
+            found["map_shape"] = list(setup.shape[1:])
+        return found
+
+
+def _row(value: float, ci: tuple[float, float]) -> dict:
+    return {"value": value, "interval": [ci[0], ci[1]]}
+
+
+def _agreement(attributions: dict[str, np.ndarray], k: int) -> list[dict]:
+    """Mean Spearman and top-k overlap of |attributions| for each pair of methods."""
+    names = list(attributions)
+    return [{"methods": [a, b], "spearman": float(am.spearman_rows(np.abs(attributions[a]), np.abs(attributions[b])).mean()),
+             "top_k_overlap": float(am.top_k_overlap(np.abs(attributions[a]), np.abs(attributions[b]), k).mean())}
+            for i, a in enumerate(names) for b in names[i + 1:]]
+
+
+def _token_names(pipeline, ids: np.ndarray) -> dict[int, str]:
+    """Token id -> its text, from the task's tokenizer (ids as text when it has none)."""
+    tok = getattr(pipeline, "_tok", None)  # TextPipeline's tokenizers.Tokenizer
+    return {int(i): (tok.id_to_token(int(i)) if tok is not None else str(int(i))) for i in np.unique(ids)}
