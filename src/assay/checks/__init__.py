@@ -8,7 +8,7 @@ from .base import CHECKS, Check, CheckContext, Evidence, register_check
 
 # Modules holding registered checks; importing one registers it. Their order is the registry's: the
 # default [checks] run list, the report's findings columns and the summary's metric columns follow it.
-_MODULES = ("performance", "calibration", "robustness", "ood", "fairness", "slices", "comparison", "efficiency", "baseline")
+_MODULES = ("performance", "calibration", "robustness", "ood", "fairness", "slices", "comparison", "efficiency", "baseline", "explain")
 
 
 def load_all() -> dict[str, type[Check]]:
