@@ -96,3 +96,22 @@ def test_head_pruning_shrinks_minilm_and_reloads(few_tweets, tmp_path):
     loaded = Candidate.load(tmp_path / "c", "heads")
     x = as_input(few_tweets.test.x[:8])
     assert torch.equal(loaded.predict(x), pruned.predict(x))
+
+
+def test_probes_on_one_frozen_encoder_share_its_pass_in_the_prediction_cache(few_tweets, tmp_path, monkeypatch):
+    """Two linear probes on frozen MiniLM: the encoder runs once per (split, view) for both; each head gives its model's own logits."""
+    from assay.checks.predictions import PredictionCache
+    from assay.models import pretrained
+
+    probes = [make_recipe("transfer", {"lr": lr, "epochs": 10}, "x").make(
+        f"probe{i}", RecipeContext(task=few_tweets, work_dir=tmp_path / f"p{i}", progress=False, shared_dir=tmp_path / "shared"))
+        for i, lr in enumerate((1e-2, 1e-3))]
+    calls = []
+    original = pretrained.TextEncoder.forward
+    monkeypatch.setattr(pretrained.TextEncoder, "forward", lambda self, ids: calls.append(len(ids)) or original(self, ids))
+    cache = PredictionCache(tmp_path / "predictions")
+    got = [cache.get(p, few_tweets, split="test") for p in probes]
+    assert sum(calls) == len(few_tweets.test)  # one encoder pass for the two probes
+    for probe, predictions in zip(probes, got):
+        np.testing.assert_allclose(predictions.logits, probe.predict(as_input(few_tweets.test.x)).numpy(), atol=1e-5)
+    assert not np.allclose(got[0].logits, got[1].logits)  # the heads differ, and so do their logits

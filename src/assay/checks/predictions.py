@@ -33,6 +33,7 @@ from .._io import atomic_path
 from ..data.task import Task
 from ..data.views import ViewName, apply_view
 from ..models.candidate import Candidate
+from ..models.classifier import Classifier
 from ..models.forward import forward_pass
 
 FORMAT = 1  # bump when the file layout changes: older files are then recomputed
@@ -86,6 +87,7 @@ class PredictionCache:
     seed: int = 0
     forward_seconds: float = 0.0
     _memory: dict[tuple, Predictions] = field(default_factory=dict, repr=False)
+    _bodies: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False)  # features of frozen pretrained bodies, shared
 
     def get(self, candidate: Candidate, task: Task, *, split: str = "test", view: str = "clean", embeddings: bool = False) -> Predictions:
         """Predictions of ``candidate`` on ``task``'s ``split`` through ``view``; embeddings only where the model has features."""
@@ -96,7 +98,7 @@ class PredictionCache:
             return found
         found = self._read(key, task, embeddings)
         if found is None:
-            found = self._compute(candidate, apply_view(task, split, view, seed=self.seed), split, view, embeddings)
+            found = self._compute(candidate, apply_view(task, split, view, seed=self.seed), (task.digest()[:16], split, view), embeddings)
             self._write(key, task, found)
         self._memory[key] = found
         return found
@@ -122,22 +124,36 @@ class PredictionCache:
                     found = self._memory.get(key) or self._read(key, task, wanted)
                     if found is None or (wanted and found.embeddings is None):
                         data = data if data is not None else apply_view(task, split, view, seed=self.seed)
-                        found = self._compute(candidate, data, split, view, wanted)
+                        found = self._compute(candidate, data, (task.digest()[:16], split, view), wanted)
                         self._write(key, task, found)
                     self._memory[key] = found
                     bar.update()
 
-    def _compute(self, candidate: Candidate, data, split: str, view: str, embeddings: bool) -> Predictions:
+    def _compute(self, candidate: Candidate, data, where: tuple[str, str, str], embeddings: bool) -> Predictions:
+        """One forward pass; a frozen pretrained body's features are computed once and shared by every head on it."""
+        _, split, view = where
+        body = _frozen_body(candidate)
+        shared = self._bodies.get((body, *where)) if body else None
         candidate.to(self.device)  # int8 and ONNX Runtime candidates stay on the CPU
-        out = forward_pass(candidate.model, data.x, batch_size=self.batch_size, device=candidate.device, features=embeddings)
-        self.forward_seconds += out.seconds
+        if shared is not None:  # only the head runs: linear probes, prototypes and label-efficiency draws on one encoder
+            with torch.inference_mode():
+                head = candidate.model.head
+                logits = head(torch.from_numpy(shared).to(head.weight.device)).cpu()
+            features, seconds = shared, 0.0
+        else:
+            out = forward_pass(candidate.model, data.x, batch_size=self.batch_size, device=candidate.device, features=embeddings or body is not None)
+            logits, seconds = out.logits, out.seconds
+            features = out.features.numpy() if out.features is not None else None
+            if body:
+                self._bodies[(body, *where)] = features
+        self.forward_seconds += seconds
         return Predictions(
-            logits=out.logits.numpy(),
+            logits=logits.numpy(),
             labels=np.asarray(data.y, dtype=np.int64),
             split=split,
             view=view,
-            embeddings=out.features.numpy() if embeddings else None,
-            seconds=out.seconds,
+            embeddings=features if embeddings else None,
+            seconds=seconds,
         )
 
     def _path(self, key: tuple) -> Path | None:
@@ -173,6 +189,19 @@ class PredictionCache:
         about = {"format": FORMAT, "candidate": key[0], "data": task.digest(), "split": key[2], "view": key[3], "classes": task.num_classes, "sha256": _checksum(arrays)}
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, **arrays, about=np.array(json.dumps(about, sort_keys=True)))
+
+
+def _frozen_body(candidate: Candidate) -> str | None:
+    """The identity of a candidate's body when all of it is pretrained weights kept frozen, else ``None``.
+
+    Candidates with the same identity compute the same features, so the
+    encoder runs once per (split, view) for all of them: the heads differ.
+    """
+    model, arch = candidate.model, candidate.provenance.arch
+    if (candidate.provenance.transforms or not isinstance(model, Classifier) or type(model).forward is not Classifier.forward
+            or tuple(getattr(model, "frozen_prefixes", ())) != ("body.",) or not arch.get("frozen") or not arch.get("weights_sha256")):
+        return None
+    return json.dumps({k: v for k, v in arch.items() if k != "num_classes"}, sort_keys=True, default=str)
 
 
 def _checksum(arrays: dict[str, np.ndarray]) -> str:
