@@ -169,6 +169,14 @@ def test_deletion_and_insertion_math():
     r = am.spearman_rows(np.array([[1, 2, 3.0], [1, 1, 1.0]]), np.array([[3, 2, 1.0], [1, 2, 3.0]]))
     assert r.tolist() == [-1.0, 0.0]
     assert am.top_k_overlap(np.array([[3, 2, 1.0]]), np.array([[3, 1, 2.0]]), 2).tolist() == [0.5]
+    # With a mask, only the features that count are ranked (padding's ties at zero would agree in any model).
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random((3, 9)), rng.random((3, 9))
+    mask = rng.random((3, 9)) < 0.7
+    expected = [spearmanr(a[i, mask[i]], b[i, mask[i]]).statistic for i in range(3)]
+    assert np.allclose(am.spearman_rows(a, b, mask), expected, atol=1e-12)
 
 
 def test_attention_rollout_of_identity_attention_is_the_identity():

@@ -56,21 +56,28 @@ def curve_auc(curves: np.ndarray, fractions: np.ndarray) -> np.ndarray:
     return ((y[..., 1:] + y[..., :-1]) / 2 * np.diff(fractions)).sum(axis=-1)
 
 
-def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def spearman_rows(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Spearman rank correlation of each row of ``a`` with the same row of ``b`` (average ranks for ties).
 
-    A row that is constant in either has no ranking: its correlation is 0
-    (no agreement shown), so the mean over examples stays finite.
+    ``mask`` ``(N, F)`` keeps only the features that count (padding would
+    otherwise add ties at zero that agree in every model). A row that is
+    constant in either has no ranking: its correlation is 0 (no agreement
+    shown), so the mean over examples stays finite.
     """
-    ra, rb = rankdata(a, axis=1), rankdata(b, axis=1)
-    ra, rb = ra - ra.mean(1, keepdims=True), rb - rb.mean(1, keepdims=True)
-    denom = np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if mask is not None:
+        a, b = np.where(mask, a, np.nan), np.where(mask, b, np.nan)
+    ra, rb = rankdata(a, axis=1, nan_policy="omit"), rankdata(b, axis=1, nan_policy="omit")
+    ra, rb = ra - np.nanmean(ra, 1, keepdims=True), rb - np.nanmean(rb, 1, keepdims=True)
+    denom = np.sqrt(np.nansum(ra**2, 1) * np.nansum(rb**2, 1))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, (ra * rb).sum(1) / np.where(denom > 0, denom, 1), 0.0)
+        return np.where(denom > 0, np.nansum(ra * rb, 1) / np.where(denom > 0, denom, 1), 0.0)
 
 
-def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
-    """Per row, the share of ``a``'s top ``k`` features that are also in ``b``'s top ``k``."""
+def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per row, the share of ``a``'s top ``k`` features that are also in ``b``'s top ``k`` (among ``mask``'s features)."""
+    if mask is not None:
+        a, b = np.where(mask, a, -np.inf), np.where(mask, b, -np.inf)
     k = max(1, min(k, a.shape[1]))
     top_a = np.argsort(-a, axis=1, kind="stable")[:, :k]
     top_b = np.argsort(-b, axis=1, kind="stable")[:, :k]

@@ -121,9 +121,10 @@ class Explain(Check):
     def randomisation(self, model, x, target, setup: ex.Setup, attributions: dict[str, np.ndarray], seed: int) -> dict[str, list]:
         """Per method, ``(layer, (N,) Spearman)`` at each step of the cascading randomisation."""
         out: dict[str, list] = {m: [] for m in attributions}
+        eligible = setup.eligible(x)
         for layer, copy in ex.randomised_copies(model, self.cascade_steps, seed):
             for m, a in self.attributions(copy, x, target, setup, list(attributions)).items():
-                out[m].append((layer, am.spearman_rows(np.abs(attributions[m]), np.abs(a))))
+                out[m].append((layer, am.spearman_rows(np.abs(attributions[m]), np.abs(a), eligible)))
         return out
 
     def completeness(self, model, x, target, setup: ex.Setup, ig: np.ndarray) -> np.ndarray:
@@ -168,7 +169,7 @@ class Explain(Check):
                         "curve": {k: c[k].mean(0).tolist() for k in ("deletion", "insertion")}}
         best = max(methods, key=lambda m: table[m]["gain"])
         common = {"best_method": best, "methods": table, "not_applicable": reasons, "n_examples": len(x), "notes": notes,
-                  "agreement": _agreement(attributions, self.top_k),
+                  "agreement": _agreement(attributions, self.top_k, setup.eligible(x)),
                   "shortcuts": self._shortcuts(context, x, labels, setup, attributions[best]),
                   "random": {k: _row(*interval(rand[f"{k}_auc"])) | {"curve": rand[k].mean(0).tolist()} for k in ("deletion", "insertion")}}
         ev = [
@@ -209,9 +210,10 @@ class Explain(Check):
             return None
         method = "integrated_gradients" if "integrated_gradients" in ok else ok[0]
         theirs = self.attributions(other.model, x, target, setup, [method])[method]
-        rho = am.spearman_rows(np.abs(attributions[method]), np.abs(theirs))
+        eligible = setup.eligible(x)
+        rho = am.spearman_rows(np.abs(attributions[method]), np.abs(theirs), eligible)
         value, ci = interval(rho)
-        overlap = am.top_k_overlap(np.abs(attributions[method]), np.abs(theirs), self.top_k)
+        overlap = am.top_k_overlap(np.abs(attributions[method]), np.abs(theirs), self.top_k, eligible)
         details = {"method": method, "against": other.name, "top_k": self.top_k, "top_k_overlap": float(overlap.mean())}
         if value < self.drift_threshold:
             details["warnings"] = [f"explanations drifted from {other.name}'s ({method}: Spearman {value:.2f} < {self.drift_threshold}): "
@@ -232,11 +234,11 @@ def _row(value: float, ci: tuple[float, float]) -> dict:
     return {"value": value, "interval": [ci[0], ci[1]]}
 
 
-def _agreement(attributions: dict[str, np.ndarray], k: int) -> list[dict]:
-    """Mean Spearman and top-k overlap of |attributions| for each pair of methods."""
+def _agreement(attributions: dict[str, np.ndarray], k: int, eligible: np.ndarray) -> list[dict]:
+    """Mean Spearman and top-k overlap of |attributions| for each pair of methods, over the features that count."""
     names = list(attributions)
-    return [{"methods": [a, b], "spearman": float(am.spearman_rows(np.abs(attributions[a]), np.abs(attributions[b])).mean()),
-             "top_k_overlap": float(am.top_k_overlap(np.abs(attributions[a]), np.abs(attributions[b]), k).mean())}
+    return [{"methods": [a, b], "spearman": float(am.spearman_rows(np.abs(attributions[a]), np.abs(attributions[b]), eligible).mean()),
+             "top_k_overlap": float(am.top_k_overlap(np.abs(attributions[a]), np.abs(attributions[b]), k, eligible).mean())}
             for i, a in enumerate(names) for b in names[i + 1:]]
 
 
