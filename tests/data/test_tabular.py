@@ -51,3 +51,39 @@ def test_inverse_refuses_features_of_another_width():
     pipeline = TablePipeline(["a"]).fit(pd.DataFrame({"a": [1.0, 2.0]}))
     with pytest.raises(ValueError, match=r"expected \(N, 1\)"):
         pipeline.inverse(np.zeros((2, 3)))
+
+
+def test_remembered_rows_come_back_exactly_and_others_are_decoded():
+    rows = pd.DataFrame({"pirat": [0.45, 0.3, 0.123456789, 0.45], "kind": ["a", "b", "a", "b"]})
+    pipeline = TablePipeline(["pirat", "kind"]).fit(rows)
+    x = pipeline.transform(rows)
+    assert pipeline.inverse(x)["pirat"].tolist() != rows["pirat"].tolist()  # float32 decoding moves 0.45
+    pipeline.remember(rows, x)
+
+    pd.testing.assert_frame_equal(pipeline.inverse(x[[2, 0]]), rows.iloc[[2, 0]].reset_index(drop=True))
+    corrupted = x.copy()
+    corrupted[1, 0] += 1.0  # a row never seen: decoded; the others stay exact, in the order asked
+    back = pipeline.inverse(corrupted)
+    assert back["pirat"][0] == 0.45 and back["pirat"][2] == 0.123456789 and back["pirat"][3] == 0.45
+    np.testing.assert_allclose(back["pirat"][1], pipeline.inverse(corrupted[[1]])["pirat"][0])
+    assert back["kind"].tolist() == ["a", "b", "a", "b"] and back["pirat"].dtype == rows["pirat"].dtype
+
+
+def test_a_pickled_pipeline_forgets_its_rows_and_decodes():
+    import pickle
+
+    rows = pd.DataFrame({"pirat": [0.45, 0.3, 0.7]})
+    pipeline = TablePipeline(["pirat"]).fit(rows)
+    x = pipeline.transform(rows)
+    pipeline.remember(rows, x)
+    again = pickle.loads(pickle.dumps(pipeline))
+    assert again._seen is None and pipeline._seen is not None
+    np.testing.assert_allclose(again.inverse(x)["pirat"], rows["pirat"], rtol=1e-6)
+    assert again.describe() == pipeline.describe()
+
+
+def test_table_tasks_remember_their_rows():
+    task = load_builtin("hmda", seed=0)
+    raw = _rdataset("AER", "HMDA").drop(columns=["rownames"])
+    back = task.pipeline.inverse(task.pipeline.transform(raw))
+    pd.testing.assert_frame_equal(back, raw[task.pipeline.columns].reset_index(drop=True))

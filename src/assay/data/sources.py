@@ -115,6 +115,7 @@ def table_task(
         parts, rule = {"train": train, "val": val, "test": test}, f"stratified {fractions[0]:.0%}/{fractions[1]:.0%}/{fractions[2]:.0%}, seed {seed}"
     pipeline = TablePipeline(columns).fit(frame.iloc[parts["train"]])
     x = pipeline.transform(frame)
+    pipeline.remember(frame, x)  # a model fitted on raw rows gets these rows back, not float32 decodings of them
 
     def split(idx: np.ndarray) -> Split:
         return Split(
