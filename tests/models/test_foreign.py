@@ -339,3 +339,26 @@ def test_a_table_pipeline_is_given_raw_rows(tmp_path):
     expected = model.predict_proba(task.pipeline.inverse(task.test.x))[:, [list(model.classes_).index(c) for c in task.class_names]]
     np.testing.assert_allclose(probs_of(candidate, task), expected, atol=1e-6)
     assert (probs_of(candidate, task).argmax(1) == task.test.y).mean() > 0.8
+
+
+def test_efficiency_times_the_module_itself_without_the_per_batch_output_checks(net, digits, monkeypatch):
+    import assay.models.adapters as adapters
+    from assay.checks.base import CheckContext
+    from assay.checks.efficiency import Efficiency
+
+    candidate = as_candidate("net", net, digits)
+    x = torch.tensor(digits.test.x[:8])
+    with torch.no_grad():
+        assert torch.equal(candidate.timed_predict(x), net(x))
+    checked = []
+    original = adapters.checked_logits
+    monkeypatch.setattr(adapters, "checked_logits", lambda *a, **k: checked.append(1) or original(*a, **k))
+    context = CheckContext(task=digits, predictions=PredictionCache(None), n_boot=100)
+    evidence = Efficiency(repeats=5, warmup=1, batch_size=16, batch_repeats=3).run(candidate, context)
+    assert any(e.metric.startswith("latency") for e in evidence)
+    assert len(checked) == 2  # the FLOP count's pass and the memory estimate's; none of the 6 + 4 timed calls
+    candidate.predict(x)
+    assert len(checked) == 3  # predict still validates; only the timing leaves it out
+    probabilities = as_candidate("p", nn.Sequential(net, nn.Softmax(dim=1)), digits, outputs="probabilities")
+    probabilities.timed_predict(x)
+    assert len(checked) == 5  # the probe, then the timed call: a module giving probabilities is timed through predict: their conversion is part of reading it
