@@ -29,6 +29,7 @@ from .data import (
 )
 from . import battery_plots, compression_plots  # noqa: F401  (register their figures)
 from .compression import compression_section
+from .explain_section import explain_section
 from .label_efficiency import label_efficiency_section
 from .label_efficiency_plots import render_label_efficiency
 from .findings import worst_findings
@@ -77,6 +78,7 @@ def build_context(data: ReportData) -> dict[str, Any]:
     names = data.candidate_names()
     style = PlotStyle.for_candidates(names, data.chosen)
     headline = data.headline()
+    explanations = explain_section(data, names, style)
     return {
         "data": data,
         "created": fmt_time(data.created),
@@ -86,7 +88,9 @@ def build_context(data: ReportData) -> dict[str, Any]:
         "task": _task(data.task),
         "candidates": [_provenance(data.candidate(n), n == data.chosen) for n in names],
         "training_figure": render_training_curves(data.candidates, style),
-        "checks": [_check_section(data, check, names, style) for check in data.checks()],
+        # The explain check has a section of its own (explain_section.py) instead of the generic one.
+        "checks": [_check_section(data, check, names, style) for check in data.checks() if not (check == "explain" and explanations)],
+        "explanations": explanations,
         "decision": _decision(data, names),
         "pareto_figure": render_pareto(data.decision, headline, style),
         "label_figure": render_label_efficiency(data.candidates, headline, data.task),

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from ..checks import load_all
 from ..checks.base import known_metrics
 from ..evidence import Evidence
+from .explain_section import explain_records, faithful_methods
 from .data import ReportData, arch_text, failed_gates, fmt_number, fmt_time, gate_status, policy_metrics
 
 # What no registered check covers yet: the card still says the model was not validated for it.
@@ -37,7 +38,7 @@ def render_model_card(data: ReportData) -> str:
         parts.append(_no_choice(data))
     else:
         parts += [_details(data, chosen), _intended_use(data), _training_data(data), _evaluation_data(data),
-                  _metrics(data, chosen), _calibration_efficiency(data.headline().get(chosen, {}))]
+                  _metrics(data, chosen), _calibration_efficiency(data.headline().get(chosen, {})), _explanations(data, chosen)]
     parts += [_caveats(data), _reproduce(data)]
     return "\n\n".join(p.strip() for p in parts if p.strip()) + "\n"
 
@@ -172,6 +173,32 @@ def _calibration_efficiency(row: Mapping[str, Evidence]) -> str:
         lines.append(f"- **Size:** {text('size_mb')} of weights"
                      + (f", {fmt_number(int(row['parameters'].value))} parameters" if "parameters" in row else ""))
     return "\n".join(lines) if len(lines) > 1 else ""
+
+
+def _explanations(data: ReportData, chosen: str) -> str:
+    """Which explanation method can be believed for the chosen model, and which cannot (the explain check's verdicts)."""
+    by = {e.metric: e for e in explain_records(data) if e.candidate == chosen}
+    gain = by.get("faithfulness_gain")
+    if gain is None:
+        return ""
+    good, bad = faithful_methods(gain, by.get("randomisation_correlation"))
+    best = gain.details.get("best_method")
+    lines = ["## Explanations\n"]
+    if good:
+        lines.append(f"- **Faithful:** {', '.join(f'`{_md(m)}`' for m in good)}: each ranks features better than a random attribution "
+                     f"(deletion/insertion gain over random, 95% interval above zero) and depends on the model's weights. "
+                     f"Most faithful: `{_md(best)}`, gain {gain.interval_text()}. Use it to explain this model's predictions.")
+    else:
+        lines.append(f"- **No explanation method is faithful for this model:** none ranks features clearly better than a random one; "
+                     "do not rely on its attribution maps.")
+    for method, why in bad.items():
+        lines.append(f"- **Not faithful:** `{_md(method)}`: {why}; do not use it for this model.")  # why: a verdict and numbers, no user text
+    for method, why in (gain.details.get("not_applicable") or {}).items():
+        lines.append(f"- **Not run:** `{_md(method)}`: {_md(why)}")
+    drift = by.get("explanation_agreement")
+    if drift is not None and drift.details.get("warnings"):
+        lines += [f"- **Drift:** {_md(w)}" for w in drift.details["warnings"]]
+    return "\n".join(lines)
 
 
 def _no_choice(data: ReportData) -> str:
