@@ -2,7 +2,8 @@
 
 It reads an assay candidate (``NAME.safetensors`` + ``NAME.json``, either
 file named), an ONNX graph (``*.onnx``), a scikit-learn model saved with
-skops (``*.skops``), or the user's own ``nn.Module`` class with its weights
+skops (``*.skops``), a local Hugging Face folder for a text task
+(``models/hf_folder.py``, read offline), or the user's own ``nn.Module`` class with its weights
 (``module`` + ``weights``: safetensors or a PyTorch state dict), checks that
 it fits the task, and keeps its provenance. ``assay compress`` starts from it.
 
@@ -24,6 +25,7 @@ import torch
 from ..errors import AssayError, MissingDependency, ModelError
 from ..models import exported, user_code, zoo
 from ..models.candidate import Candidate, Provenance, verify
+from ..models.hf_folder import load_hf_folder
 from ..models.inputs import as_input
 from .base import Recipe, RecipeContext, register_recipe
 
@@ -40,7 +42,7 @@ class Load(Recipe):
         [[recipe]]
         name = "mine"
         kind = "load"
-        path = "models/cnn.safetensors"   # or cnn.json, model.onnx, model.skops; relative to the study file
+        path = "models/cnn.safetensors"   # or cnn.json, model.onnx, model.skops, or a Hugging Face folder (text tasks); relative to the study file
         # trusted = ["mylib.Scaler"]       # a .skops file's types that skops does not trust by default
 
         [[recipe]]
@@ -75,6 +77,9 @@ class Load(Recipe):
             _check_fits(self._user_candidate("mine", task, where), task, Path(self.weights))
             return
         path = self._file()
+        if path.is_dir():
+            load_hf_folder(path, task, where)
+            return
         if path.suffix == ".skops":
             self._estimator(path, where)
             return
@@ -99,8 +104,10 @@ class Load(Recipe):
         if path.suffix in PICKLES:  # refused by name: loading a pickle runs whatever it holds
             raise ModelError(f"{path}: a pickle/joblib file can run code when loaded, so assay does not open it; convert it once where it was made: "
                              f"import joblib, skops.io; skops.io.dump(joblib.load(\"{path.name}\"), \"{path.stem}.skops\") -- then path = \"{path.stem}.skops\"")
+        if path.is_dir():
+            return path  # a Hugging Face folder: load_hf_folder checks what it holds
         if not path.is_file():
-            raise ModelError(f"{path}: model file not found; give a NAME.safetensors (with its NAME.json), a .onnx or a .skops file (relative to the study file)")
+            raise ModelError(f"{path}: model file not found; give a NAME.safetensors (with its NAME.json), a .onnx or a .skops file, or a Hugging Face folder (relative to the study file)")
         if path.suffix in STATE_DICTS:
             raise ModelError(f"{path}: unknown model format '{path.suffix}' on its own: a PyTorch state dict needs its class, "
                              f"module = \"models.py:Net\" with weights = \"{path.name}\"")
@@ -115,6 +122,10 @@ class Load(Recipe):
             candidate, path = self._user_candidate(name, task, where, seed=context.seed), Path(self.weights)
         else:
             path = self._file()
+            if path.is_dir():
+                from ..models.foreign import as_candidate
+
+                return as_candidate(name, load_hf_folder(path, task, where), task, device=context.device)  # checked on a first batch
             if path.suffix == ".skops":
                 from ..models.foreign import as_candidate
 
