@@ -1,10 +1,12 @@
 """Every figure of the bundled examples is right: finite, inside its interval, and drawn.
 
-Runs ``examples/digits.toml`` (the demo) and ``examples/hmda.toml`` (a table
-with a group attribute) end to end, once per module, and sweeps every
-evidence record: a finite value, ``low <= value <= high``, the same for the
-per-class, per-group and per-slice intervals in the details, and a report
-with no "Could not draw". Skipped records only need their reason.
+Runs ``examples/digits.toml`` (the demo) as it is, and every example in quick
+mode (``StudySpec.quick_version``: small samples, few epochs, the same checks
+and report), once per module, and sweeps every evidence record: a finite
+value, ``low <= value <= high``, the same for the per-class, per-group and
+per-slice intervals in the details, and a report with no "Could not draw".
+Skipped records only need their reason. ``benchmarks/example_sweep.py``
+sweeps the full runs.
 """
 
 from __future__ import annotations
@@ -21,12 +23,18 @@ from assay.study import Study
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-@pytest.fixture(scope="module", params=["digits", "hmda"])
+RUNS = [("digits", False), *((p.stem, True) for p in sorted(EXAMPLES.glob("*.toml")))]
+
+
+@pytest.fixture(scope="module", params=RUNS, ids=[f"{'quick-' if quick else ''}{name}" for name, quick in RUNS])
 def example_run(request, tmp_path_factory) -> tuple[str, Path]:
-    out = tmp_path_factory.mktemp(request.param)
-    Study(load_study(EXAMPLES / f"{request.param}.toml"), out=out, progress=False).run()
+    name, quick = request.param
+    out = tmp_path_factory.mktemp(name)
+    Study(load_study(EXAMPLES / f"{name}.toml"), out=out, progress=False, quick=quick).run()
     (run,) = [p for p in out.iterdir() if (p / "evidence.jsonl").exists()]
-    return request.param, run
+    html = (run / "report.html").read_text()
+    assert ("Quick run" in html) == quick, f"{name}: a quick run's report says so, a full one's does not"
+    return name, run
 
 
 def _records(run: Path) -> list[Evidence]:
