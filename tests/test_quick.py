@@ -9,7 +9,7 @@ import pytest
 
 from assay.data.transforms import MaxRows, TransformContext, make_transform
 from assay.errors import SpecError
-from assay.spec import QUICK_BOOT, QUICK_ROWS, load_study
+from assay.spec import QUICK_BOOT, QUICK_OPTIONS, QUICK_ROWS, load_study
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -21,17 +21,17 @@ def test_quick_version_caps_training_draws_rows_and_resamples():
     assert quick.task["max_rows"] == QUICK_ROWS and quick.n_boot == min(full.n_boot, QUICK_BOOT)
     assert max(r.draw for r in quick.recipes) == 2 < max(r.draw for r in full.recipes)
     by_name = {r.name: r for r in quick.recipes}
-    assert by_name["scratch-8.draw1"].options["epochs"] == 2
-    assert by_name["selfsup-8.draw1"].options["pretrain_epochs"] == 2  # its default (100) is capped too
-    assert by_name["transfer-8.draw1"].options["epochs"] == 2  # left to the strategy in the file, set here
+    assert by_name["scratch-8.draw1"].options["epochs"] == QUICK_OPTIONS["epochs"] < 60
+    assert by_name["selfsup-8.draw1"].options["pretrain_epochs"] == QUICK_OPTIONS["pretrain_epochs"]  # its default (100) is capped too
+    assert by_name["transfer-8.draw1"].options["epochs"] == QUICK_OPTIONS["epochs"]  # left to the strategy in the file, set here
     assert quick.config_hash(0) != full.config_hash(0)  # a quick run never resumes a full one
 
 
 def test_quick_version_keeps_smaller_values_and_measures_one_severity():
     spec = load_study(EXAMPLES / "digits.toml")
-    tiny = type(spec.recipes[0])(spec.recipes[0].name, "train", {**spec.recipes[0].options, "epochs": 1})
+    tiny = type(spec.recipes[0])(spec.recipes[0].name, "train", {**spec.recipes[0].options, "warmup_epochs": 0, "epochs": 1})
     quick = type(spec)(**{**spec.__dict__, "recipes": (tiny, *spec.recipes[1:])}).quick_version()
-    assert quick.recipes[0].options["epochs"] == 1
+    assert quick.recipes[0].options["epochs"] == 1 and quick.recipes[1].options["epochs"] == QUICK_OPTIONS["epochs"]
     assert quick.checks["robustness"]["severities"] == [3]
     assert quick.checks["efficiency"]["repeats"] <= 20
 

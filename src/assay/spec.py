@@ -89,7 +89,7 @@ class StudySpec:
         """The same study made small, to try it end to end in a minute or two (``assay run --quick``).
 
         Every split keeps at most ``QUICK_ROWS`` examples (``[task] max_rows``,
-        stratified), each recipe trains at most ``QUICK_OPTIONS`` (2 epochs,
+        stratified), each recipe trains at most ``QUICK_OPTIONS`` (1 epoch,
         1 pruning step ...), a recipe repeated over draws keeps 2 of them,
         robustness measures one severity, efficiency times a few calls, and
         intervals use at most 200 bootstrap resamples. Nothing else changes:
@@ -117,7 +117,7 @@ class StudySpec:
 
 QUICK_ROWS, QUICK_DRAWS, QUICK_BOOT = 300, 2, 200
 QUICK_TIMING = {"repeats": 20, "warmup": 2, "batch_size": 32, "batch_repeats": 3}
-QUICK_OPTIONS = {"epochs": 2, "pretrain_epochs": 2, "head_epochs": 20, "steps": 1, "epochs_per_step": 1, "pairs_per_example": 4}
+QUICK_OPTIONS = {"epochs": 1, "pretrain_epochs": 1, "head_epochs": 20, "steps": 1, "epochs_per_step": 1, "pairs_per_example": 4}
 
 
 def load_study(path: Path | str, *, brought: tuple[str, ...] = ()) -> StudySpec:
