@@ -137,14 +137,16 @@ class Study:
         else:  # data given in code: the table names it, and may still ask for transforms
             task = apply_transforms(self.task, transforms_in(spec.task, where), TransformContext(seed=self.seed, base_dir=spec.base_dir, where=where))
         validate_against_task(spec, task)  # names, sizes and memory resolved against the task before anything trains
-        brought = {name: as_candidate(name, model, task, outputs=self.outputs, device=self.device) for name, model in self.brought.items()}
-        timings["load_task_s"] = time.perf_counter() - started
+        brought: dict[str, Candidate] = {}
         try:
+            for name, model in self.brought.items():  # refused here, before any run folder exists
+                brought[name] = as_candidate(name, model, task, outputs=self.outputs, device=self.device)
+            timings["load_task_s"] = time.perf_counter() - started
             # What was given in code is part of the study's identity: another model or other data is another run.
             given = [f"# data given in code: {task.name}, digest {task.digest()}"] if self.task is not None else []
             given += [f"# candidate given in code: {c.name} = {c.provenance.arch.get('class')} ({c.kind}), id {c.id}" for c in brought.values()]
             if given:
-                spec = self.spec = dataclasses.replace(spec, text=spec.text.rstrip("\n") + "\n\n" + "\n".join(given) + "\n")
+                spec = dataclasses.replace(spec, text=spec.text.rstrip("\n") + "\n\n" + "\n".join(given) + "\n")
             config_hash = spec.config_hash(self.seed)
             # One process per run: its lock is held until the report is written; leaving early marks it interrupted.
             with store.open_run(spec.name, config_hash, lambda: self._meta(task, config_hash), spec.text, resume=not self.new) as run:
