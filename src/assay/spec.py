@@ -103,7 +103,7 @@ class StudySpec:
             if r.draw > QUICK_DRAWS:
                 continue
             accepted = option_names(RECIPES[r.kind])
-            capped = {k: min(v, r.options.get(k) or v) for k, v in QUICK_OPTIONS.items() if k in accepted}
+            capped = {k: v if r.options.get(k) is None else min(v, r.options[k]) for k, v in QUICK_OPTIONS.items() if k in accepted}
             recipes.append(replace(r, options={**r.options, **capped}))
         task = {**self.task, "max_rows": min(QUICK_ROWS, self.task.get("max_rows", QUICK_ROWS))}
         checks = dict(self.checks)
