@@ -18,12 +18,12 @@ so the same call again resumes that run.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .data.task import Task
+from ._options import toml_text
 from .errors import SpecError
 from .spec import parse_study
 from .study import Study, StudyResult
@@ -120,15 +120,14 @@ def _name(task: Task) -> str:
 
 
 def _toml(value: Any) -> str:
-    """A TOML value (strings through JSON's escapes, which TOML's basic strings share)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return json.dumps(value) if value == value and abs(value) != float("inf") else ("nan" if value != value else ("inf" if value > 0 else "-inf"))
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    raise SpecError(f"{value!r}: a {type(value).__name__} cannot go in a study file; give strings, numbers, booleans, lists or dicts")
+    """A value of the study file ``judge`` writes; types TOML cannot hold are refused in one line."""
+    def writable(v: Any) -> bool:
+        if isinstance(v, Mapping):
+            return all(writable(x) for x in v.values())
+        if isinstance(v, (list, tuple)):
+            return all(writable(x) for x in v)
+        return isinstance(v, (bool, int, float, str))
+
+    if not writable(value):
+        raise SpecError(f"{value!r}: cannot go in a study file; give strings, numbers, booleans, lists or dicts")
+    return toml_text(value)
