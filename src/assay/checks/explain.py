@@ -244,5 +244,6 @@ def _agreement(attributions: dict[str, np.ndarray], k: int, eligible: np.ndarray
 
 def _token_names(pipeline, ids: np.ndarray) -> dict[int, str]:
     """Token id -> its text, from the task's tokenizer (ids as text when it has none)."""
-    tok = getattr(pipeline, "_tok", None)  # TextPipeline's tokenizers.Tokenizer
-    return {int(i): (tok.id_to_token(int(i)) if tok is not None else str(int(i))) for i in np.unique(ids)}
+    if hasattr(pipeline, "token_names"):
+        return pipeline.token_names(ids)
+    return {int(i): str(int(i)) for i in np.unique(ids)}

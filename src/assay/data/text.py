@@ -66,6 +66,10 @@ class TextPipeline:
             out[i, : len(enc.ids)] = enc.ids
         return out
 
+    def token_names(self, ids: Any) -> dict[int, str]:
+        """Each distinct token id in ``ids`` -> its text in this tokenizer's vocabulary."""
+        return {int(i): self._tok.id_to_token(int(i)) or f"[{int(i)}]" for i in np.unique(np.asarray(ids))}
+
     def describe(self) -> dict[str, Any]:
         return {"tokenizer": self.tokenizer, "max_length": self.max_length, "vocab_size": self.vocab_size}
 
