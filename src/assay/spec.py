@@ -275,7 +275,7 @@ def _checks(table: object, where: str) -> tuple[dict[str, dict[str, Any]], int]:
     registry = load_all()
     if not isinstance(table, dict):
         raise SpecError(f"{where}: [checks] must be a table, e.g. run = [\"performance\"]")
-    names = table.get("run", list(registry))
+    names = table.get("run", [name for name, cls in registry.items() if cls.by_default])
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise SpecError(f"{where} [checks]: 'run' must be a list of check names, e.g. run = [\"performance\", \"calibration\"]")
     n_boot = table.get("n_boot", 1000)

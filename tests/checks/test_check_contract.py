@@ -220,3 +220,24 @@ def test_every_interval_holds_its_point_and_every_value_its_scale(name, cnn, bat
         if e.low is not None or e.high is not None:
             assert e.low <= e.value <= e.high, f"{name}.{e.metric}: {e.value} outside its interval [{e.low}, {e.high}]"
             assert lo <= e.low and e.high <= hi, f"{e.metric}: interval [{e.low}, {e.high}] leaves its {declared.scale} scale"
+
+
+def test_a_check_asked_for_by_name_only_is_left_out_of_the_default_run():
+    from assay.checks.base import CHECKS, register_check
+    from assay.checks.metrics import Metric, declare
+    from assay.spec import parse_study
+
+    class Costly(Check):
+        name = "costly_test_check"
+        metrics = declare(Metric("costly_test_metric", True, "a figure only asked for by name", scale="real"))
+        by_default = False
+
+    register_check(Costly)
+    try:
+        text = '[task]\nbuiltin = "digits"\n[[recipe]]\nname = "mlp"\nkind = "train"\narch = "mlp"\n'
+        default = parse_study(text + "[checks]\n").checks
+        assert "costly_test_check" not in default and "performance" in default
+        asked = parse_study(text + '[checks]\nrun = ["costly_test_check"]\n').checks
+        assert list(asked) == ["costly_test_check"]
+    finally:
+        CHECKS.pop("costly_test_check", None)

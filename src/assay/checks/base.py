@@ -78,6 +78,8 @@ class Check:
     splits: ClassVar[tuple[str, ...]] = ("test",)
     per_split: ClassVar[bool] = True
     covers: ClassVar[str] = ""
+    # In a study whose [checks] table has no run list; a costly check the user has to ask for sets False.
+    by_default: ClassVar[bool] = True
 
     @staticmethod
     def worst_finding(records: Mapping[str, Evidence]) -> str | None:
