@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 from .base import CHECKS, Check, CheckContext, Evidence, register_check
 
-# Modules holding registered checks; importing one registers it. Their order is the registry's: the
-# default [checks] run list, the report's findings columns and the summary's metric columns follow it.
+# Importing a module of this package registers the checks it defines. This order is the registry's: the
+# default [checks] run list, the report's findings columns and the summary's metric columns follow it;
+# a module not named here (a new check) comes after these, by module name.
 _MODULES = ("performance", "calibration", "robustness", "ood", "fairness", "slices", "comparison", "efficiency", "baseline", "explain")
 
 
 def load_all() -> dict[str, type[Check]]:
     """Import every check module so the registry is complete, in ``_MODULES`` order."""
-    for module in _MODULES:
+    found = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    for module in (*_MODULES, *(m for m in found if m not in _MODULES)):
         importlib.import_module(f"{__name__}.{module}")
     # Whatever imported a check module first (comparison imports calibration), the order is _MODULES';
     # checks registered from elsewhere follow, in registration order (the sort is stable).
