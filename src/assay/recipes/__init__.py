@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 from .base import RECIPES, Recipe, RecipeContext, make_recipe, register_recipe
 
@@ -10,8 +11,9 @@ _MODULES = ("train", "quantize", "transfer", "selfsup", "fewshot", "prune", "dis
 
 
 def load_all() -> dict[str, type[Recipe]]:
-    """Import every recipe module so the registry is complete."""
-    for module in _MODULES:
+    """Import every recipe module so the registry is complete (a module not in ``_MODULES``, a new recipe, after them)."""
+    found = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    for module in (*_MODULES, *(m for m in found if m not in _MODULES)):
         importlib.import_module(f"{__name__}.{module}")
     return RECIPES
 
