@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpecError, did_you_mean
+from . import boosters
 
 _PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -75,13 +76,24 @@ def build(path: str, params: dict[str, Any], *, seed: int, where: str) -> Any:
     return model
 
 
-def fit(model: Any, x: np.ndarray, y: np.ndarray, xv: np.ndarray | None, yv: np.ndarray | None, where: str) -> None:
-    """``model.fit(x, y)``, with ``eval_set=[(xv, yv)]`` when its ``fit`` takes one; an error becomes one line."""
+def fit(model: Any, x: np.ndarray, y: np.ndarray, xv: np.ndarray | None, yv: np.ndarray | None, where: str,
+        callbacks: list[Any] | None = None) -> None:
+    """``model.fit(x, y)``, given the validation rows where its ``fit`` takes them; an error becomes one line.
+
+    The rows go as ``eval_X``/``eval_y`` where ``fit`` has them (LightGBM >= 4.7 deprecates ``eval_set``
+    for these), else as ``eval_set=[(xv, yv)]`` (XGBoost, older LightGBM); ``callbacks`` are LightGBM's.
+    """
+    accepted = inspect.signature(model.fit).parameters
     kwargs: dict[str, Any] = {}
-    if xv is not None and "eval_set" in inspect.signature(model.fit).parameters:
-        kwargs["eval_set"] = [(xv, yv)]
-        if "verbose" in inspect.signature(model.fit).parameters:
+    if xv is not None:
+        if "eval_X" in accepted and "eval_y" in accepted:
+            kwargs = {"eval_X": xv, "eval_y": yv}
+        elif "eval_set" in accepted:
+            kwargs = {"eval_set": [(xv, yv)]}
+        if kwargs and "verbose" in accepted:
             kwargs["verbose"] = False
+    if callbacks:
+        kwargs["callbacks"] = callbacks
     try:
         model.fit(x, y, **kwargs)
     except Exception as error:  # noqa: BLE001 -- the estimator's own error
@@ -106,18 +118,24 @@ def fit_black_box(model: Any, task, where: str) -> tuple[Any, dict[str, Any]]:
 
     With ``staged_predict_proba`` and ``n_estimators`` the rounds are chosen on
     validation log-loss and the model refitted with that many (the first
-    rounds of a seeded refit are the same); with ``fit(eval_set=...)`` the
-    validation split is the eval set; otherwise it is fitted as it is.
+    rounds of a seeded refit are the same); a LightGBM or XGBoost estimator
+    stops on the validation split the way its library does it (``boosters.py``);
+    any other ``fit`` that takes an eval set gets the validation split as it;
+    otherwise the estimator is fitted as it is.
 
     Returns:
-        The fitted model and what the candidate's ``training`` records.
+        The fitted model and what the candidate's ``training`` records (for a booster, the rounds chosen).
     """
     flat = lambda a: np.asarray(a, dtype=np.float64).reshape(len(a), -1)  # noqa: E731
     x, y, xv, yv = flat(task.train.x), np.asarray(task.train.y), flat(task.val.x), np.asarray(task.val.y)
     started = time.perf_counter()
-    fit(model, x, y, xv, yv, where)
+    library = boosters.library(model)
+    callbacks = boosters.prepare(model, library) if library else None
+    fit(model, x, y, xv, yv, where, callbacks)
     training: dict[str, Any] = {"early_stopping": "none"}
-    if callable(getattr(model, "staged_predict_proba", None)) and "n_estimators" in model.get_params():
+    if library:
+        training = boosters.rounds_chosen(model, library)
+    elif callable(getattr(model, "staged_predict_proba", None)) and "n_estimators" in model.get_params():
         losses = staged_losses(model, xv, yv, task.num_classes)
         rounds = int(np.argmin(losses)) + 1  # the first of equal losses: the smaller model
         training = {"early_stopping": "rounds chosen on validation log-loss", "rounds": rounds, "rounds_fitted": len(losses),
@@ -125,7 +143,7 @@ def fit_black_box(model: Any, task, where: str) -> tuple[Any, dict[str, Any]]:
         if rounds < len(losses):
             model.set_params(n_estimators=rounds)
             fit(model, x, y, None, None, where)
-    elif "eval_set" in inspect.signature(model.fit).parameters:
+    elif {"eval_set", "eval_X"} & set(inspect.signature(model.fit).parameters):
         training = {"early_stopping": "the validation split as eval_set (the estimator's own early-stopping parameter applies)"}
     training["fit_seconds"] = round(time.perf_counter() - started, 3)
     return model, training

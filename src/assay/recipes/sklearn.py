@@ -43,10 +43,13 @@ bad parameter with the estimator's own message):
   ``staged_predict_proba`` and ``n_estimators`` (scikit-learn's
   ``GradientBoostingClassifier``, ``AdaBoostClassifier``) the number of
   rounds is chosen on validation log-loss and the model refitted with it;
-  with a ``fit(..., eval_set=...)`` (XGBoost, LightGBM) the validation split
-  is passed as ``eval_set`` and the estimator's own early-stopping parameter
-  in ``params`` applies (XGBoost ``early_stopping_rounds``, LightGBM
-  ``early_stopping_round``); otherwise it is fitted as it is.
+  LightGBM and XGBoost estimators stop on the validation split the way their
+  library does it (``boosters.py``: LightGBM 4's ``early_stopping`` callback,
+  XGBoost's ``early_stopping_rounds``; ``params = { early_stopping_rounds = N }``
+  sets the patience for both, default 10, 0 turns it off), and the rounds
+  kept are recorded in the candidate's ``training``; any other ``fit`` that
+  takes an ``eval_set`` gets the validation split as it, and the estimator's
+  own early-stopping parameter applies; otherwise it is fitted as it is.
 
 Probabilities equal scikit-learn's ``predict_proba`` (tested to 1e-5).
 """
