@@ -112,14 +112,15 @@ class ModuleAdapter(nn.Module):
         outputs: what its forward returns, ``"logits"`` or ``"probabilities"``.
     """
 
-    differentiable = True  # a plain module's outputs have input gradients
-
     def __init__(self, module: nn.Module, *, name: str, num_classes: int, outputs: str) -> None:
         super().__init__()
         self.inner = module
         self.name, self.num_classes, self.outputs = name, num_classes, outputs
-        self.capability_reasons = {} if self.has_features else {
-            "features": f"{type(module).__qualname__} has no features(x) method giving penultimate features"}
+        # a plain module's outputs have input gradients, unless it declares otherwise (one that re-tokenizes text)
+        self.differentiable = bool(getattr(module, "differentiable", True))
+        self.capability_reasons = dict(getattr(module, "capability_reasons", {}))
+        if not self.has_features:
+            self.capability_reasons.setdefault("features", f"{type(module).__qualname__} has no features(x) method giving penultimate features")
 
     @property
     def has_features(self) -> bool:

@@ -22,7 +22,10 @@ What each kind of model is given:
   or anything with that interface) and a plain callable: for a table task the
   raw rows as a pandas DataFrame (the task's encoded features decoded by
   ``task.pipeline.inverse``), so a pipeline with its own encoders works; for
-  other tasks a numpy array of the batch, flattened per example when the
+  a text task the list of strings (``TextPipeline.recover``: the exact strings
+  the task encoded; any row it has to decode is warned and counted), so a
+  pipeline with its own vectorizer works; for other tasks a numpy array of
+  the batch, flattened per example when the
   estimator was fitted on 2-D input (``n_features_in_``). ``classes_`` are
   mapped to the task's class names (by name, or by index when they are the
   integers 0..K-1); a callable's columns are taken in the task's class order.
@@ -46,6 +49,7 @@ from torch import nn
 from .._io import write_json
 from ..data.lazy import batches
 from ..data.task import Task
+from ..data.text import TextFeed
 from ..errors import ModelError
 from .adapters import BlackBoxAdapter, ModuleAdapter
 from .candidate import Candidate, Provenance, content_hash, library_versions
@@ -201,6 +205,7 @@ def as_candidate(name: str, model: Any, task: Task, *, outputs: str | None = Non
         provenance = _provenance(model, task, kind, outputs, _object_digest(name, model, kind, first))
         return ForeignCandidate(name, adapter, provenance, kind=kind, source=model, notes=notes)
     adapter = _module_adapter(name, model, task, outputs, notes)
+    notes += list(getattr(model, "assay_notes", []))  # what a module says of how it is judged (a Hugging Face folder's tokenizer)
     candidate = ForeignCandidate(name, adapter, _provenance(model, task, kind, outputs, None), kind=kind, source=model, notes=notes)
     try:
         home = candidate.device
@@ -251,10 +256,12 @@ def class_order(name: str, classes: list[Any], class_names: tuple[str, ...]) -> 
 
 
 def _feeder(name: str, model: Any, task: Task):
-    """How a tensor batch becomes what a black box takes: raw rows for a table read from rows, else a numpy array (flattened when fitted on 2-D input)."""
+    """How a tensor batch becomes what a black box takes: raw rows for a table read from rows, strings for text, else a numpy array (flattened when fitted on 2-D input)."""
     inverse = getattr(task.pipeline, "inverse", None)
     if task.modality == "tabular" and callable(inverse):  # a table read from rows: the rows, as the model was fitted on
         return lambda x: inverse(x.numpy())
+    if task.modality == "text" and callable(getattr(task.pipeline, "recover", None)):  # the texts, as a vectorizer of its own reads them
+        return TextFeed(task.pipeline, name)
     width = int(np.prod(task.input_shape))
     fitted = getattr(model, "n_features_in_", None)
     if fitted is None:
@@ -275,7 +282,8 @@ def _probe(adapter: nn.Module, task: Task, device: torch.device) -> torch.Tensor
 def _provenance(model: Any, task: Task, kind: str, outputs: str, digest: str | None) -> Provenance:
     qualified = _qualified_name(model)
     arch = {"name": EXTERNAL, "input_shape": list(task.input_shape), "num_classes": task.num_classes,
-            "class": qualified, "digest": digest or _state_digest(_state_tensors(model)), "kind": kind}
+            "class": qualified, "digest": digest or _state_digest(_state_tensors(model)), "kind": kind,
+            **getattr(model, "assay_description", {})}  # what a module says of how it reads (a tokenizer of its own) is part of its identity
     versions = library_versions()
     package = qualified.split(".")[0]
     found = getattr(sys.modules.get(package), "__version__", None)
