@@ -9,6 +9,15 @@ a rebuilt report reads them back instead of recomputing. A view such as
 ``corrupt:gaussian_noise@3`` is materialised by ``data.views`` only when its
 predictions are not cached yet.
 
+Adversarial examples are views too, but of one candidate: ``adv:pgd@0.1``
+is ``pgd`` at radius 0.1 against the candidate itself, and
+``adv:pgd@0.1:from=cnn`` the same examples made on ``cnn`` and shown to the
+candidate (a transfer attack). ``get`` intercepts these names before
+``data.views`` sees them: the examples are generated once (``models/attacks.py``),
+kept in memory for every candidate they transfer to, and the predictions are
+stored like any view's, keyed also by the source candidate's content hash, the
+attack's settings and the rows attacked (an ``Adversary``).
+
 A file read back is never trusted as it is: it must name the candidate, data,
 split and view it was asked for, hold ``(N, K)`` logits for the task's K
 classes and the split's N rows with the split's labels, and match the checksum
@@ -20,6 +29,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import time
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -32,9 +43,13 @@ import torch
 from .._io import atomic_path
 from ..data.task import Task
 from ..data.views import ViewName, apply_view
+from ..errors import ModelError, SpecError
+from ..models import attacks
 from ..models.candidate import Candidate
 from ..models.classifier import Classifier
 from ..models.forward import forward_pass
+from ..models.gradients import logits_at
+from ..models.inputs import as_input
 
 FORMAT = 1  # bump when the file layout changes: older files are then recomputed
 
@@ -48,6 +63,8 @@ class Predictions:
         labels: ``(N,)`` int64 true classes.
         embeddings: ``(N, D)`` float32 penultimate features, when asked for.
         seconds: forward-pass time spent producing them (0 when read back).
+        rows: for an adversarial view, the split's rows attacked, in order (``None``: every row).
+        inputs: for an adversarial view in input space, the first few adversarial inputs (for the report).
     """
 
     logits: np.ndarray
@@ -56,6 +73,8 @@ class Predictions:
     view: str
     embeddings: np.ndarray | None = None
     seconds: float = 0.0
+    rows: np.ndarray | None = None
+    inputs: np.ndarray | None = None
 
     @cached_property
     def probs(self) -> np.ndarray:
@@ -68,6 +87,58 @@ class Predictions:
     @cached_property
     def predicted(self) -> np.ndarray:
         return self.logits.argmax(axis=1)
+
+
+_ADV = re.compile(r"^adv:(?P<attack>[a-z0-9_]+)@(?P<eps>[0-9]*\.?[0-9]+(?:e-?[0-9]+)?)(?::from=(?P<source>[^\s:#@]+))?$")
+
+
+@dataclass(frozen=True)
+class AdversarialView:
+    """An ``adv:<attack>@<epsilon>[:from=<candidate>]`` view name, parsed.
+
+    The grammar is ``data.views``' ``family:kind@severity`` with one suffix of
+    its own: ``:from=NAME`` names the candidate whose gradients make the
+    examples (absent: the candidate judged makes its own).
+    """
+
+    attack: str
+    epsilon: float
+    source: str | None = None
+
+    @classmethod
+    def parse(cls, name: str) -> AdversarialView:
+        m = _ADV.match(name)
+        if not m:
+            raise SpecError(f"view '{name}': cannot parse; write adv:<attack>@<epsilon>[:from=<candidate>], e.g. adv:pgd@0.1:from=cnn")
+        if m["attack"] not in attacks.ATTACKS:
+            raise SpecError(f"view '{name}': unknown attack '{m['attack']}'; use one of {', '.join(attacks.ATTACKS)}")
+        return cls(m["attack"], float(m["eps"]), m["source"])
+
+    @property
+    def name(self) -> str:
+        return f"adv:{self.attack}@{self.epsilon:g}" + (f":from={self.source}" if self.source else "")
+
+
+def is_adversarial(view: str) -> bool:
+    """Whether ``view`` names adversarial examples (``adv:...``)."""
+    return view.startswith("adv:")
+
+
+@dataclass(frozen=True, eq=False)
+class Adversary:
+    """What an ``adv:`` view needs besides its name.
+
+    Attributes:
+        settings: the attack's settings (its ``attack`` must be the view's).
+        rows: the split's rows to attack, in order (``None``: all of them).
+        source: the candidate a ``from=`` view's examples are made on.
+        keep: how many adversarial inputs to keep with the predictions (the report shows a few).
+    """
+
+    settings: attacks.AttackSettings
+    rows: np.ndarray | None = None
+    source: Candidate | None = None
+    keep: int = 4
 
 
 @dataclass
@@ -88,9 +159,23 @@ class PredictionCache:
     forward_seconds: float = 0.0
     _memory: dict[tuple, Predictions] = field(default_factory=dict, repr=False)
     _bodies: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False)  # features of frozen pretrained bodies, shared
+    _examples: dict[tuple, torch.Tensor] = field(default_factory=dict, repr=False)  # adversarial inputs by source and attack, shared
+    attack_seconds: float = 0.0
 
-    def get(self, candidate: Candidate, task: Task, *, split: str = "test", view: str = "clean", embeddings: bool = False) -> Predictions:
-        """Predictions of ``candidate`` on ``task``'s ``split`` through ``view``; embeddings only where the model has features."""
+    def get(self, candidate: Candidate, task: Task, *, split: str = "test", view: str = "clean", embeddings: bool = False,
+            adversary: Adversary | None = None) -> Predictions:
+        """Predictions of ``candidate`` on ``task``'s ``split`` through ``view``; embeddings only where the model has features.
+
+        An ``adv:`` view is attacked with ``adversary``'s settings, rows and
+        source (default: the view's attack with default settings, every row,
+        the candidate itself); its predictions carry no embeddings.
+
+        Raises:
+            SpecError: a bad ``adv:`` name, or a ``from=`` view without its source candidate.
+            ModelError: a gradient attack on a model without usable gradients.
+        """
+        if is_adversarial(view):
+            return self._adversarial(candidate, task, split, view, adversary)
         embeddings = embeddings and candidate.capabilities.features
         key = (candidate.id, task.digest()[:16], split, view)
         found = self._memory.get(key)
@@ -119,6 +204,10 @@ class PredictionCache:
                 data = None
                 for candidate in candidates:
                     bar.set_postfix_str(f"{candidate.name}: {split}/{view}")
+                    if is_adversarial(view):  # made per candidate, never by apply_view
+                        self.get(candidate, task, split=split, view=view)
+                        bar.update()
+                        continue
                     key = (candidate.id, task.digest()[:16], split, view)
                     wanted = embeddings and candidate.capabilities.features
                     found = self._memory.get(key) or self._read(key, task, wanted)
@@ -128,6 +217,63 @@ class PredictionCache:
                         self._write(key, task, found)
                     self._memory[key] = found
                     bar.update()
+
+    def _adversarial(self, candidate: Candidate, task: Task, split: str, view: str, adversary: Adversary | None) -> Predictions:
+        """Predictions of ``candidate`` on adversarial examples of ``split`` (see ``Adversary``), made once and stored."""
+        parsed = AdversarialView.parse(view)
+        adversary = adversary or Adversary(attacks.AttackSettings(attack=parsed.attack))
+        if adversary.settings.attack != parsed.attack:
+            raise SpecError(f"view '{view}': the attack's settings are for '{adversary.settings.attack}', not '{parsed.attack}'")
+        source = candidate
+        if parsed.source:
+            if adversary.source is None or adversary.source.name != parsed.source:
+                raise SpecError(f"view '{view}': the examples come from candidate '{parsed.source}'; pass it as the Adversary's source")
+            source = adversary.source
+        data = task.split(split)
+        rows = np.arange(len(data)) if adversary.rows is None else np.asarray(adversary.rows, dtype=np.int64)
+        tag = hashlib.sha256(np.ascontiguousarray(rows).tobytes()).hexdigest()[:12]
+        made = (source.id, task.digest()[:16], split, parsed.attack, parsed.epsilon, adversary.settings.digest(), tag)
+        name = f"{parsed.name}#{source.id if parsed.source else ''}.{adversary.settings.digest()}.{tag}"
+        key = (candidate.id, task.digest()[:16], split, name)
+        found = self._memory.get(key) or self._read(key, task, False, rows)
+        if found is None:
+            adv = self._examples.get(made)
+            if adv is None:
+                adv = self._attack(source, task, split, parsed, adversary.settings, rows)
+                self._examples[made] = adv
+            candidate.to(self.device)
+            x = as_input(data.x[rows])
+            started = time.perf_counter()
+            if adv.is_floating_point() and x.is_floating_point():
+                out = forward_pass(candidate.model, adv, batch_size=self.batch_size, device=candidate.device)
+                logits, seconds = out.logits, out.seconds
+            else:  # token ids: the candidate reads the adversarial embeddings through its embedding layer
+                logits, seconds = logits_at(candidate.model, x, adv, chunk=self.batch_size).cpu(), time.perf_counter() - started
+            self.forward_seconds += seconds
+            kept = adv[: adversary.keep].cpu().numpy() if adversary.keep and x.is_floating_point() else None
+            found = Predictions(logits=logits.numpy(), labels=np.asarray(data.y)[rows].astype(np.int64), split=split, view=view,
+                                seconds=seconds, rows=rows, inputs=kept)
+            self._write(key, task, found)
+        found = Predictions(logits=found.logits, labels=found.labels, split=split, view=view, seconds=found.seconds,
+                            rows=found.rows, inputs=found.inputs)  # named as asked, whatever key it was stored under
+        self._memory[key] = found
+        return found
+
+    def _attack(self, source: Candidate, task: Task, split: str, view: AdversarialView, settings: attacks.AttackSettings,
+                rows: np.ndarray) -> torch.Tensor:
+        """Adversarial points (input or embedding space) made on ``source``, on the CPU."""
+        if settings.attack in attacks.WHITE_BOX and not source.capabilities.differentiable:
+            raise ModelError(f"candidate '{source.name}': {source.capabilities.lacks('differentiable')}, so a gradient attack "
+                             f"({settings.attack}) cannot run on it; use adv:square@{view.epsilon:g} or a transfer view from its parent (:from=PARENT)")
+        source.to(self.device)
+        data = task.split(split)
+        x, y = as_input(data.x[rows]), torch.as_tensor(np.asarray(data.y)[rows], dtype=torch.long)
+        constraint = attacks.constraint_for(task, source.model)
+        started = time.perf_counter()
+        adv = attacks.run_attack(source.model, x.to(source.device), y.to(source.device), view.epsilon, constraint, settings,
+                                 chunk=max(self.batch_size, attacks.CHUNK))
+        self.attack_seconds += time.perf_counter() - started
+        return adv.detach().cpu()
 
     def _compute(self, candidate: Candidate, data, where: tuple[str, str, str], embeddings: bool) -> Predictions:
         """One forward pass; a frozen pretrained body's features are computed once and shared by every head on it."""
@@ -160,9 +306,15 @@ class PredictionCache:
         if self.folder is None:
             return None
         cand, data, split, view = key
+        if is_adversarial(view):  # adv:pgd@0.1:from=cnn#<source id>.<settings>.<rows>
+            shown, _, tag = view.partition("#")
+            parsed = AdversarialView.parse(shown)
+            source, settings, rows = tag.split(".")
+            name = f"adv-{parsed.attack}-{parsed.epsilon:g}" + (f"-from-{source}" if source else "") + f"-{settings}-{rows}"
+            return self.folder / cand / f"{data}-{split}-{name}.npz"
         return self.folder / cand / f"{data}-{split}-{ViewName.parse(view).filename()}.npz"
 
-    def _read(self, key: tuple, task: Task, embeddings: bool) -> Predictions | None:
+    def _read(self, key: tuple, task: Task, embeddings: bool, rows: np.ndarray | None = None) -> Predictions | None:
         """The stored predictions for ``key`` if they are sound; ``None`` (recompute) otherwise."""
         path = self._path(key)
         if path is None or not path.is_file():
@@ -172,12 +324,13 @@ class PredictionCache:
                 arrays = {name: z[name] for name in z.files}
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
             return _stale(path, f"cannot read it ({error})")
-        problem = _problem(arrays, key, task)
+        problem = _problem(arrays, key, task, rows)
         if problem:
             return _stale(path, problem)
         if embeddings and "embeddings" not in arrays:
             return None
-        return Predictions(logits=arrays["logits"], labels=arrays["labels"], split=key[2], view=key[3], embeddings=arrays.get("embeddings"))
+        return Predictions(logits=arrays["logits"], labels=arrays["labels"], split=key[2], view=key[3], embeddings=arrays.get("embeddings"),
+                           rows=arrays.get("rows"), inputs=arrays.get("inputs"))
 
     def _write(self, key: tuple, task: Task, predictions: Predictions) -> None:
         path = self._path(key)
@@ -186,6 +339,9 @@ class PredictionCache:
         arrays = {"logits": predictions.logits, "labels": predictions.labels}
         if predictions.embeddings is not None:
             arrays["embeddings"] = predictions.embeddings
+        for name in ("rows", "inputs"):  # an adversarial view's rows attacked and a few of its inputs
+            if getattr(predictions, name) is not None:
+                arrays[name] = getattr(predictions, name)
         about = {"format": FORMAT, "candidate": key[0], "data": task.digest(), "split": key[2], "view": key[3], "classes": task.num_classes, "sha256": _checksum(arrays)}
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, **arrays, about=np.array(json.dumps(about, sort_keys=True)))
@@ -229,8 +385,11 @@ def _expected_labels(task: Task, split: str, view: str) -> np.ndarray | None:
     return None
 
 
-def _problem(arrays: dict[str, np.ndarray], key: tuple, task: Task) -> str | None:
-    """What is wrong with predictions read back for ``key`` (candidate, data, split, view), or ``None``."""
+def _problem(arrays: dict[str, np.ndarray], key: tuple, task: Task, rows: np.ndarray | None = None) -> str | None:
+    """What is wrong with predictions read back for ``key`` (candidate, data, split, view), or ``None``.
+
+    ``rows``: the split's rows an adversarial view attacked; the file must hold the same rows and their labels.
+    """
     if "about" not in arrays:
         return "it has no record of what it holds (written by an older assay, or not by assay)"
     try:
@@ -249,7 +408,16 @@ def _problem(arrays: dict[str, np.ndarray], key: tuple, task: Task) -> str | Non
         return f"logits {logits.dtype}{list(logits.shape)} and labels {labels.dtype}{list(labels.shape)} are not (N, K) floats and (N,) integers"
     if logits.shape[1] != task.num_classes or about.get("classes") != task.num_classes:
         return f"it has {logits.shape[1]} classes, the task has {task.num_classes}"
-    expected = _expected_labels(task, key[2], key[3])
+    if rows is not None:
+        stored = arrays.get("rows")
+        if stored is None or not np.array_equal(stored, rows):
+            return "it holds other rows of the split than those attacked"
+        try:
+            expected = np.asarray(task.split(key[2]).y)[rows]
+        except IndexError:
+            return "its rows are not in the split"
+    else:
+        expected = _expected_labels(task, key[2], key[3])
     rows = len(labels) if expected is None else len(expected)
     if len(logits) != rows or len(labels) != rows:
         return f"it has {len(logits)} rows, the {key[2]} split has {rows}"

@@ -97,7 +97,7 @@ def path_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor, poin
         pair = torch.arange(start, min(start + chunk, n * s), device=device)
         e, step = pair // s, pair % s
         at, multiplier = points(e, step)
-        g = _gradients(model, x[e], at, target[e], loss)
+        g, _ = _gradients(model, x[e], at, target[e], loss)
         g = g * weights[step].view(-1, *([1] * (g.dim() - 1)))
         if multiplier is not None:
             g = g * multiplier
@@ -111,6 +111,29 @@ def input_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, 
     """Gradient of each example's target logit (or its ``loss``) with respect to its input or token embeddings."""
     space = gradient_space(model, x)
     return path_gradients(model, x, target, lambda e, s: (space[e], None), [1.0], loss=loss, chunk=chunk)
+
+
+def gradients_at(model: nn.Module, x: torch.Tensor, at: torch.Tensor, target: torch.Tensor, *, loss: Loss | None = None,
+                 chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``(N, K)`` at the points ``at`` and the gradient there of each row's target logit (or its ``loss``).
+
+    ``at`` lies in gradient space (shaped like ``gradient_space(model, x)``):
+    a float model's inputs, or a token model's embedding outputs, with ``x``
+    still supplying the ids (so a padding mask the model computes from them
+    is unchanged). Iterative attacks step through this space; one call gives
+    both what they track (the logits) and where they go next (the gradient).
+    """
+    device = model_device(model)
+    x, at, target = x.to(device), at.to(device), target.to(device)
+    grads, logits = [], []
+    for start in range(0, len(x), max(1, chunk)):
+        rows = slice(start, start + max(1, chunk))
+        g, z = _gradients(model, x[rows], at[rows], target[rows], loss)
+        grads.append(g.float())
+        logits.append(z.detach().float())
+    if not grads:
+        return torch.zeros((0,), device=device), torch.zeros_like(at)
+    return torch.cat(logits), torch.cat(grads)
 
 
 def quadrature(n_steps: int, method: str = "gausslegendre") -> tuple[np.ndarray, np.ndarray]:
@@ -241,8 +264,8 @@ def logits_at(model: nn.Module, x: torch.Tensor, at: torch.Tensor, *, chunk: int
     return torch.cat(out)
 
 
-def _gradients(model: nn.Module, x: torch.Tensor, at: torch.Tensor, target: torch.Tensor, loss: Loss | None) -> torch.Tensor:
-    """Gradient of the summed objective with respect to ``at`` (the input, or the embedding output replacing ``x``'s)."""
+def _gradients(model: nn.Module, x: torch.Tensor, at: torch.Tensor, target: torch.Tensor, loss: Loss | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient of the summed objective with respect to ``at`` (the input, or the embedding output replacing ``x``'s), and the logits."""
     at = at.detach().requires_grad_(True)
     handle = None
     if not x.is_floating_point():  # token ids: the embedding layer's output becomes ``at``
@@ -255,7 +278,7 @@ def _gradients(model: nn.Module, x: torch.Tensor, at: torch.Tensor, target: torc
     finally:
         if handle is not None:
             handle.remove()
-    return g
+    return g, logits
 
 
 def _baseline(model: nn.Module, x: torch.Tensor, baseline: torch.Tensor | None, space: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,466 @@
+"""Adversarial attacks in pure torch: FGSM, PGD (L-inf, L2), APGD-CE and Square Attack.
+
+The white-box attacks take every gradient from the one gradient helper
+(``models/gradients.py: gradients_at``), so they run chunked, in eval mode,
+and, for a model reading token ids, in the space of its token embeddings. The
+black-box Square Attack only calls the model forward (``models/forward.py``).
+
+What an attacker may touch is a ``Constraint``, built from the task by
+``constraint_for``: images stay on [0, 1]; signals and table columns stay in
+the range the training split spans; only numeric table columns move (one-hot
+columns are masked out); a token model is attacked in embedding space. The
+radius is ``eps * constraint.scale``: pixel units for images, the training
+split's standard deviation for signals, standardised units for tables, the
+embedding table's standard deviation for tokens.
+
+    >>> c = constraint_for(task, model)
+    >>> adv = run_attack(model, x, y, 0.1, c, AttackSettings(attack="apgd", steps=20))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from . import gradients as grad
+
+ATTACKS = ("fgsm", "pgd", "apgd", "square")
+WHITE_BOX = ("fgsm", "pgd", "apgd")
+NORMS = ("linf", "l2")
+SCHEDULES = ("constant", "cosine")
+CHUNK = 1024  # rows per backward pass: one attack step over a sample is one or a few passes
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """How an attack runs; everything here is part of the prediction cache's key.
+
+    Attributes:
+        attack: ``fgsm``, ``pgd``, ``apgd`` (Croce & Hein 2020) or ``square`` (Andriushchenko et al. 2020).
+        norm: ``linf`` or ``l2`` (Square Attack: ``linf`` only).
+        steps: iterations of PGD/APGD (FGSM takes one).
+        restarts: independent runs; each later one attacks only the examples still standing.
+        step_size: PGD's step as a fraction of the radius (default ``2.5 / steps``, Madry et al. 2018).
+        random_start: PGD starts at a uniform point of the ball (APGD always does).
+        schedule: PGD's step size over the iterations: ``constant`` or ``cosine`` (decays to 0).
+        queries: Square Attack's budget of model calls per example.
+        p_init: Square Attack's initial share of the features one square changes.
+        seed: seeds the random starts and the squares.
+    """
+
+    attack: str = "apgd"
+    norm: str = "linf"
+    steps: int = 20
+    restarts: int = 1
+    step_size: float | None = None
+    random_start: bool = True
+    schedule: str = "constant"
+    queries: int = 300
+    p_init: float = 0.3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.attack not in ATTACKS:
+            raise ValueError(f"attack = {self.attack!r}; use one of {', '.join(ATTACKS)}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm = {self.norm!r}; use one of {', '.join(NORMS)}")
+        if self.attack == "square" and self.norm != "linf":
+            raise ValueError("Square Attack is implemented for norm = 'linf' only; use norm = 'linf' or a white-box attack")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule = {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
+        if min(self.steps, self.restarts, self.queries) < 1:
+            raise ValueError("steps, restarts and queries must be at least 1")
+        if self.step_size is not None and not self.step_size > 0:
+            raise ValueError(f"step_size = {self.step_size}; use a positive fraction of epsilon, or leave it unset")
+        if not 0 < self.p_init <= 1:
+            raise ValueError(f"p_init = {self.p_init}; use a share of the features in (0, 1]")
+
+    def digest(self) -> str:
+        """A short hash of the settings that change this attack's output (Square's for Square, the gradient attacks' for them)."""
+        kept = asdict(self)
+        unused = ("queries", "p_init") if self.attack in WHITE_BOX else ("steps", "restarts", "step_size", "random_start", "schedule")
+        for key in unused:
+            kept.pop(key)
+        return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
+
+    def describe(self) -> str:
+        """One line for the evidence, e.g. ``apgd (linf, 20 steps, 1 restart)``."""
+        if self.attack == "square":
+            return f"square (linf, {self.queries} queries, black-box)"
+        if self.attack == "fgsm":
+            return f"fgsm ({self.norm}, one step)"
+        return f"{self.attack} ({self.norm}, {self.steps} steps, {self.restarts} restart{'s' if self.restarts > 1 else ''})"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """Where an attack may move an input, in gradient space (inputs, or token embeddings).
+
+    Attributes:
+        low, high: the valid range, broadcastable to one batch (``None``: unbounded). A clean input outside
+            it is never pulled back in: the range is widened to include it, so only the attack moves anything.
+        mask: 1 where a feature may move, 0 where it is fixed (one-hot columns); ``None``: everything moves.
+        scale: the unit of epsilon: the radius is ``eps * scale``.
+        space: ``input`` or ``embedding`` (a token model: the attack perturbs its token embeddings).
+        unit: what epsilon is measured in, for the evidence.
+    """
+
+    low: torch.Tensor | None = None
+    high: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    scale: float = 1.0
+    space: str = "input"
+    unit: str = "input units"
+
+    def masked(self, t: torch.Tensor) -> torch.Tensor:
+        return t if self.mask is None else t * self.mask.to(t.device, t.dtype)
+
+    def clip(self, adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``adv`` inside the valid range (widened to hold the clean ``x``)."""
+        if self.high is not None:
+            adv = torch.minimum(adv, torch.maximum(self.high.to(adv.device, adv.dtype), x))
+        if self.low is not None:
+            adv = torch.maximum(adv, torch.minimum(self.low.to(adv.device, adv.dtype), x))
+        return adv
+
+    def project(self, adv: torch.Tensor, x: torch.Tensor, radius: float, norm: str) -> torch.Tensor:
+        """The nearest point to ``adv`` within ``radius`` of ``x`` (in ``norm``), with fixed features unmoved and the range kept."""
+        delta = self.masked(adv - x)
+        if norm == "linf":
+            delta = delta.clamp(-radius, radius)
+        else:
+            length = delta.flatten(1).norm(dim=1).view(-1, *([1] * (delta.dim() - 1)))
+            delta = delta * torch.clamp(radius / (length + 1e-12), max=1.0)
+        return self.clip(x + delta, x)
+
+
+def constraint_for(task, model: nn.Module) -> Constraint:
+    """The constraint of ``task``'s modality (see the module docstring), for attacks on ``model``.
+
+    Raises:
+        ModelError: a text task whose model has no token embedding layer (there is no continuous space to attack).
+    """
+    from ..errors import ModelError
+
+    train = task.train.x
+    if task.modality == "text":
+        layer = grad.embedding_layer(model)
+        if layer is None:
+            raise ModelError(f"{type(model).__name__}: a text model without a token embedding layer has no continuous input to attack")
+        scale = float(layer.weight.detach().float().std())
+        return Constraint(scale=scale, space="embedding", unit=f"the token embedding table's standard deviation ({scale:.3g})")
+    if task.modality == "image":  # images are on [0, 1] throughout assay (loaders scale them; corruptions clip to it)
+        return Constraint(torch.tensor(0.0), torch.tensor(1.0), unit="pixel values on [0, 1]")
+    values = np.asarray(train, dtype=np.float32)
+    if task.modality == "signal":
+        std = float(values.std()) or 1.0
+        return Constraint(torch.tensor(float(values.min())), torch.tensor(float(values.max())), scale=std,
+                          unit=f"the training signals' standard deviation ({std:.3g}); values kept within their training range")
+    # Tables: numeric columns move within each one's training range; one-hot columns of categories stay as they are.
+    low, high = torch.from_numpy(values.min(0))[None], torch.from_numpy(values.max(0))[None]
+    numeric = getattr(task.pipeline, "numeric", None)
+    if numeric is None:
+        return Constraint(low, high, unit="the table's own units (no pipeline standardised it); each column kept within its training range")
+    mask = torch.zeros((1, values.shape[1]))
+    mask[:, : len(numeric)] = 1.0  # the pipeline puts numeric columns first, then each category block
+    return Constraint(low, high, mask, unit="standardised units of the numeric columns (one-hot columns fixed), each within its training range")
+
+
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-row cross-entropy ``(B,)``: the loss every gradient attack here ascends."""
+    return F.cross_entropy(logits, target, reduction="none")
+
+
+def margin(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``z_y - max_{j != y} z_j`` per row: below 0 when the prediction is wrong (Square Attack's loss)."""
+    true = logits.gather(1, target[:, None])[:, 0]
+    other = logits.scatter(1, target[:, None], float("-inf")).amax(1)
+    return true - other
+
+
+# --- white-box ---------------------------------------------------------------
+
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, constraint: Constraint, *, norm: str = "linf",
+         chunk: int = CHUNK) -> torch.Tensor:
+    """Fast gradient sign method (Goodfellow et al. 2015): one step of the whole radius along the loss gradient."""
+    return pgd(model, x, y, eps, constraint, norm=norm, steps=1, step_size=1.0, random_start=False, chunk=chunk)
+
+
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, constraint: Constraint, *, norm: str = "linf",
+        steps: int = 20, step_size: float | None = None, random_start: bool = True, restarts: int = 1, schedule: str = "constant",
+        seed: int = 0, chunk: int = CHUNK) -> torch.Tensor:
+    """Projected gradient descent on the cross-entropy (Madry et al. 2018).
+
+    Each step moves by ``step_size * radius`` along the gradient's sign (L-inf)
+    or its direction (L2), then projects back onto the ball and the valid
+    range. Restarts after the first attack only the examples not yet fooled.
+
+    Args:
+        x: ``(N, ...)`` inputs (token ids for a token model).
+        y: ``(N,)`` true classes.
+        eps: the radius, in units of ``constraint.scale``.
+
+    Returns:
+        ``(N, ...)`` adversarial points in gradient space: the fooling one where
+        a restart fooled the model, else the first restart's last iterate.
+    """
+    radius = eps * constraint.scale
+    alpha = (2.5 / steps if step_size is None else step_size) * radius
+    start = grad.gradient_space(model, x)
+    out, fooled = start.clone(), torch.zeros(len(x), dtype=torch.bool, device=start.device)
+    gen = torch.Generator().manual_seed(seed)
+    for restart in range(restarts):
+        todo = (~fooled).nonzero()[:, 0]
+        if len(todo) == 0:
+            break
+        x0, ids, target = start[todo], x.to(start.device)[todo], y.to(start.device)[todo]
+        adv = x0.clone()
+        if random_start:
+            adv = constraint.project(x0 + constraint.masked(_uniform_ball(x0, radius, norm, gen)), x0, radius, norm)
+        for t in range(steps):
+            _, g = grad.gradients_at(model, ids, adv, target, loss=cross_entropy, chunk=chunk)
+            step = alpha if schedule == "constant" else alpha * 0.5 * (1 + math.cos(math.pi * t / steps))
+            adv = constraint.project(adv + step * _direction(constraint.masked(g), norm), x0, radius, norm)
+        hit = grad.logits_at(model, ids, adv, chunk=chunk).argmax(1) != target
+        keep = hit if restart else torch.ones_like(hit)
+        out[todo[keep]] = adv[keep]
+        fooled[todo] |= hit
+    return out
+
+
+def apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, constraint: Constraint, *, norm: str = "linf",
+         steps: int = 20, restarts: int = 1, rho: float = 0.75, seed: int = 0, chunk: int = CHUNK) -> torch.Tensor:
+    """Auto-PGD on the cross-entropy (Croce & Hein 2020, Algorithm 1): no step size to tune.
+
+    The step starts at twice the radius, with momentum 0.75; at checkpoints
+    (the first after 22% of the iterations, then closer, never under 6%) an
+    example's step is halved, and it goes back to its best point, when the
+    loss rose in fewer than ``rho`` of the steps since the last checkpoint
+    (condition 1), or when neither the step nor the best loss changed since
+    then (condition 2). Restarts attack only the examples still standing.
+
+    Returns:
+        ``(N, ...)`` points in gradient space: a fooling point where one was
+        found, else the highest-loss point.
+    """
+    radius = eps * constraint.scale
+    start = grad.gradient_space(model, x)
+    out, fooled = start.clone(), torch.zeros(len(x), dtype=torch.bool, device=start.device)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(restarts):
+        todo = (~fooled).nonzero()[:, 0]
+        if len(todo) == 0:
+            break
+        best, hit = _apgd_run(model, start[todo], x.to(start.device)[todo], y.to(start.device)[todo], radius, constraint, norm, steps,
+                              rho, gen, chunk)
+        out[todo] = best
+        fooled[todo] |= hit
+    return out
+
+
+def _apgd_run(model, x0, ids, target, radius, constraint: Constraint, norm, steps, rho, gen, chunk) -> tuple[torch.Tensor, torch.Tensor]:
+    n = len(x0)
+    shape = (-1, *([1] * (x0.dim() - 1)))
+    checkpoints = _apgd_checkpoints(steps)
+    adv = constraint.project(x0 + constraint.masked(_uniform_ball(x0, radius, norm, gen)), x0, radius, norm)
+    logits, g = grad.gradients_at(model, ids, adv, target, loss=cross_entropy, chunk=chunk)
+    loss = cross_entropy(logits, target)
+    best_loss, best_x, best_g = loss.clone(), adv.clone(), g.clone()
+    fooled = logits.argmax(1) != target
+    fooling = adv.clone()  # the fooling point of each fooled example
+    step = torch.full((n,), 2.0 * radius, device=x0.device)
+    previous = adv.clone()
+    rises = torch.zeros(n, device=x0.device)  # steps since the last checkpoint where the loss rose
+    last_loss, last_best, last_reduced = loss.clone(), best_loss.clone(), torch.ones(n, dtype=torch.bool, device=x0.device)
+    since = 0
+    for t in range(steps):
+        momentum = 0.75 if t > 0 else 1.0
+        z = constraint.project(adv + step.view(shape) * _direction(constraint.masked(g), norm), x0, radius, norm)
+        z = constraint.project(adv + momentum * (z - adv) + (1 - momentum) * (adv - previous), x0, radius, norm)
+        previous, adv = adv, z
+        logits, g = grad.gradients_at(model, ids, adv, target, loss=cross_entropy, chunk=chunk)
+        loss = cross_entropy(logits, target)
+        wrong = logits.argmax(1) != target
+        fooling[wrong & ~fooled] = adv[wrong & ~fooled]
+        fooled |= wrong
+        rises += (loss > last_loss).float()
+        last_loss = loss
+        better = loss > best_loss
+        best_x[better], best_g[better], best_loss[better] = adv[better], g[better], loss[better]
+        since += 1
+        if checkpoints and t + 1 == checkpoints[0]:
+            length = since
+            checkpoints.pop(0)
+            oscillating = rises <= rho * length  # condition 1: the loss rose in too few steps
+            stuck = ~last_reduced & (last_best >= best_loss)  # condition 2: no halving and no better loss since the last checkpoint
+            reduce = oscillating | stuck
+            step[reduce] /= 2.0
+            adv[reduce], g[reduce] = best_x[reduce], best_g[reduce]
+            last_reduced, last_best, rises, since = reduce, best_loss.clone(), torch.zeros_like(rises), 0
+    return torch.where(fooled.view(shape), fooling, best_x), fooled
+
+
+def _apgd_checkpoints(steps: int) -> list[int]:
+    """The iterations after which APGD checks its step size: w_0 = 0, w_1 = 0.22 N, then gaps shrinking by 0.03 N to at least 0.06 N."""
+    gap, shrink, floor = max(int(0.22 * steps), 1), max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
+    out, at = [], 0
+    while at + gap <= steps:
+        at += gap
+        out.append(at)
+        gap = max(gap - shrink, floor)
+    return out
+
+
+def _direction(g: torch.Tensor, norm: str) -> torch.Tensor:
+    """The steepest-ascent step of unit size: the gradient's sign (L-inf) or its unit vector (L2)."""
+    if norm == "linf":
+        return g.sign()
+    return g / (g.flatten(1).norm(dim=1).view(-1, *([1] * (g.dim() - 1))) + 1e-12)
+
+
+def _uniform_ball(x: torch.Tensor, radius: float, norm: str, gen: torch.Generator) -> torch.Tensor:
+    """A random point of the ball: uniform per coordinate (L-inf), a random direction at a uniform-volume radius (L2)."""
+    if norm == "linf":
+        return ((torch.rand(x.shape, generator=gen) * 2 - 1) * radius).to(x.device, x.dtype)
+    d = torch.randn(x.shape, generator=gen)
+    d = d / (d.flatten(1).norm(dim=1).view(-1, *([1] * (d.dim() - 1))) + 1e-12)
+    r = torch.rand(len(x), generator=gen) ** (1.0 / max(1, x[0].numel()))
+    return (d * (radius * r).view(-1, *([1] * (d.dim() - 1)))).to(x.device, x.dtype)
+
+
+# --- black-box -----------------------------------------------------------------
+
+Predict = Callable[[torch.Tensor], torch.Tensor]  # inputs (B, ...) -> logits (B, K), no gradients needed
+
+
+def square(predict: Predict, x: torch.Tensor, y: torch.Tensor, eps: float, constraint: Constraint, *, queries: int = 300,
+           p_init: float = 0.3, seed: int = 0) -> torch.Tensor:
+    """Square Attack, L-inf (Andriushchenko et al. 2020): random search that only reads the model's scores.
+
+    It starts from vertical stripes of +-radius, then each query replaces one
+    random window (a square of an image, a segment of a signal, a run of a
+    table's movable columns) with +-radius per channel and keeps the change
+    where the margin ``z_y - max z_other`` falls. The window's share of the
+    features starts at ``p_init`` and halves on the paper's schedule. Only
+    examples not yet fooled spend queries.
+
+    Args:
+        predict: logits of a batch of inputs (any model: int8, ONNX Runtime, a black box).
+        queries: model calls per example after the first.
+
+    Returns:
+        ``(N, ...)`` adversarial inputs.
+    """
+    if constraint.space != "input":
+        raise ValueError("Square Attack perturbs input values; a token model has none (attack its embeddings with a white-box attack)")
+    radius = eps * constraint.scale
+    gen = torch.Generator().manual_seed(seed)
+    x, y = x.float().cpu(), y.cpu()
+    grid = _Windows(x, constraint)
+    delta = grid.stripes(len(x), radius, gen)
+    adv = constraint.clip(x + delta, x)
+    loss = margin(predict(adv), y)
+    for i in range(queries):
+        todo = (loss > 0).nonzero()[:, 0]
+        if len(todo) == 0:
+            break
+        window = grid.window(todo, _square_share(p_init, i, queries), gen)  # (B, 1, *spatial) bool
+        signs = (torch.randint(0, 2, (len(todo), *grid.channel_shape), generator=gen) * 2 - 1).float() * radius
+        trial_delta = torch.where(window, signs, delta[todo])
+        trial = constraint.clip(x[todo] + trial_delta, x[todo])
+        trial_loss = margin(predict(trial), y[todo])
+        better = trial_loss < loss[todo]
+        keep = todo[better]
+        delta[keep], adv[keep], loss[keep] = trial_delta[better], trial[better], trial_loss[better]
+    return adv
+
+
+def _square_share(p_init: float, i: int, queries: int) -> float:
+    """The share of features a window changes at query ``i``: ``p_init`` halved at 10, 50, 200, 500, 1k, 2k, 4k, 6k and 8k of 10k,
+    the schedule of Andriushchenko et al. (2020) rescaled to ``queries``."""
+    at = int(i / queries * 10_000)
+    halvings = sum(at > b for b in (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000))
+    return p_init / 2**halvings
+
+
+class _Windows:
+    """Random windows over an input's movable features: squares of an image, segments of a signal or of a table's numeric columns."""
+
+    def __init__(self, x: torch.Tensor, constraint: Constraint) -> None:
+        self.shape = tuple(x.shape[1:])
+        if len(self.shape) == 3:  # (C, H, W): squares over H, W, one sign per channel
+            self.spatial, self.channel_shape = self.shape[1:], (self.shape[0], 1, 1)
+        elif len(self.shape) == 2:  # (C, L): segments over L
+            self.spatial, self.channel_shape = self.shape[1:], (self.shape[0], 1)
+        else:  # (D,): segments over the movable columns
+            self.spatial, self.channel_shape = self.shape, (1,)
+        mask = constraint.mask
+        movable = torch.ones(self.spatial, dtype=torch.bool) if mask is None else mask.reshape(-1)[-math.prod(self.spatial):].bool()
+        self.positions = movable.reshape(-1).nonzero()[:, 0]  # flat indices of the spatial features a window may cover
+        self.device = x.device
+
+    def stripes(self, n: int, radius: float, gen: torch.Generator) -> torch.Tensor:
+        """``(n, ...)`` starting perturbations: +-radius per column (images: vertical stripes), nothing on fixed features."""
+        drawn = (n, self.shape[0], 1, self.shape[2]) if len(self.shape) == 3 else (n, *self.shape)
+        out = ((torch.randint(0, 2, drawn, generator=gen) * 2 - 1).float() * radius).expand(n, *self.shape).clone()
+        if len(self.shape) != 3:
+            flat = torch.zeros(math.prod(self.spatial), dtype=torch.bool)
+            flat[self.positions] = True
+            out = out * flat.reshape(self.spatial).float()
+        return out.to(self.device)
+
+    def window(self, rows: torch.Tensor, share: float, gen: torch.Generator) -> torch.Tensor:
+        """``(B, 1, *spatial)`` (``(B, D)`` for tables) booleans: one random window per row, covering ``share`` of the features."""
+        b = len(rows)
+        if len(self.spatial) == 2:
+            h, w = self.spatial
+            s = max(1, min(round(math.sqrt(share * h * w)), h - 1, w - 1))
+            top = torch.randint(0, h - s + 1, (b,), generator=gen)
+            left = torch.randint(0, w - s + 1, (b,), generator=gen)
+            rr, cc = torch.arange(h), torch.arange(w)
+            inside = ((rr[None] >= top[:, None]) & (rr[None] < top[:, None] + s))[:, :, None] & \
+                     ((cc[None] >= left[:, None]) & (cc[None] < left[:, None] + s))[:, None, :]  # (B, H, W)
+            return inside[:, None].to(self.device)
+        m = len(self.positions)
+        s = max(1, min(round(share * m), m - 1)) if m > 1 else 1
+        first = torch.randint(0, m - s + 1, (b,), generator=gen)
+        k = torch.arange(m)
+        chosen = (k[None] >= first[:, None]) & (k[None] < first[:, None] + s)  # (B, M) over the movable positions
+        flat = torch.zeros((b, math.prod(self.spatial)), dtype=torch.bool)
+        flat[:, self.positions] = chosen
+        flat = flat.reshape(b, *self.spatial)
+        return (flat[:, None] if len(self.shape) == 2 else flat).to(self.device)
+
+
+# --- one entry point -------------------------------------------------------------
+
+def run_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, constraint: Constraint, settings: AttackSettings, *,
+               predict: Predict | None = None, chunk: int = CHUNK) -> torch.Tensor:
+    """The adversarial points of ``settings.attack`` at radius ``eps`` (in gradient space for the white-box attacks).
+
+    Args:
+        predict: Square Attack's black-box logits function (default: the model's forward pass, no gradients).
+    """
+    s = settings
+    if s.attack == "square":
+        if predict is None:
+            from .forward import forward_pass
+
+            def predict(batch: torch.Tensor) -> torch.Tensor:
+                return forward_pass(model, batch, batch_size=chunk).logits
+
+        return square(predict, x, y, eps, constraint, queries=s.queries, p_init=s.p_init, seed=s.seed)
+    if s.attack == "fgsm":
+        return fgsm(model, x, y, eps, constraint, norm=s.norm, chunk=chunk)
+    if s.attack == "pgd":
+        return pgd(model, x, y, eps, constraint, norm=s.norm, steps=s.steps, step_size=s.step_size, random_start=s.random_start,
+                   restarts=s.restarts, schedule=s.schedule, seed=s.seed, chunk=chunk)
+    return apgd(model, x, y, eps, constraint, norm=s.norm, steps=s.steps, restarts=s.restarts, seed=s.seed, chunk=chunk)
