@@ -94,3 +94,31 @@ def test_corrupted_text_views_are_remembered_so_the_corrupted_string_comes_back(
         assert found.exact.all() and found.texts == list(view.meta["text"]), name
     clean = pipeline.recover(task.test.x)  # still the clean strings, though upper/lower-cased copies now share many of their ids
     assert clean.exact.all() and clean.texts == list(task.test.meta["text"])
+
+
+def test_a_text_task_from_arrays_of_strings_gives_its_strings_back_to_a_model_that_reads_text():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from assay.data.builtin import load_builtin
+    from assay.errors import DataError
+    from assay.models.foreign import as_candidate
+    from assay.models.inputs import as_input
+
+    tweets = load_builtin("tweets", seed=0)
+    texts, labels = list(tweets.train.meta["text"][:240]), np.asarray(tweets.class_names)[tweets.train.y[:240]]
+    task = Task.from_arrays(texts[:160], labels[:160], texts[160:], labels[160:], max_length=32)  # 1-D strings: text, val carved from train
+    assert task.modality == "text" and task.input_shape == (32,) and task.info["tokenizer"]["max_length"] == 32
+    for split in (task.train, task.val, task.test):
+        assert task.pipeline.recover(split.x).texts == list(split.meta["text"])
+    assert sorted([*task.train.meta["text"], *task.val.meta["text"]]) == sorted(texts[:160])
+
+    pipe = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=300)).fit(texts[:160], labels[:160])
+    got = as_candidate("tfidf", pipe, task).predict(as_input(task.test.x)).exp().numpy()
+    np.testing.assert_allclose(got, pipe.predict_proba(texts[160:]), atol=1e-6)
+
+    with pytest.raises(DataError, match=r"x_train has shape \(4, 2\) and dtype float64; for modality 'text' give one string per example"):
+        Task.from_arrays(np.zeros((4, 2)), [0, 1, 0, 1], ["a", "b"], [0, 1], modality="text")
+    with pytest.raises(DataError, match=r"tokenizer and max_length apply to text"):
+        Task.from_arrays(np.zeros((4, 2)), [0, 1, 0, 1], np.zeros((2, 2)), [0, 1], max_length=16)

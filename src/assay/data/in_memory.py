@@ -7,7 +7,10 @@ and so with the same messages, naming the argument (``x_test``,
 the same ``TablePipeline`` a table file gets (``sources.table_task``). A
 missing validation split is carved from train, stratified and seeded, and the
 Task's ``info["split rule"]`` says so; test rows that also appear in train are
-counted (``info["test rows also in train/val"]``), not refused.
+counted (``info["test rows also in train/val"]``), not refused. Strings given
+as ``modality="text"`` (or 1-D arrays of strings) are tokenized by a
+``TextPipeline``, which remembers them, so a model that reads text itself is
+given these very strings (``data/text.py``).
 """
 
 from __future__ import annotations
@@ -39,34 +42,44 @@ def from_arrays(
     groups: Mapping[str, Mapping[str, Any]] | None = None,
     name: str = "arrays", seed: int = 0, val_fraction: float = VAL_FRACTION,
     description: str = "", source: str = "Task.from_arrays",
+    tokenizer: str | None = None, max_length: int | None = None,
 ) -> Task:
     """A Task from arrays (numpy, torch tensors or lists) of inputs and labels.
 
     Args:
-        x_train, y_train, x_test, y_test: inputs ``(N, ...)`` and labels ``(N,)``.
+        x_train, y_train, x_test, y_test: inputs ``(N, ...)`` and labels
+            ``(N,)``; for text, ``(N,)`` strings.
         x_val, y_val: a validation split; without one, ``val_fraction`` of
             train is carved off, stratified, with ``seed``.
         modality: ``tabular`` (N, D), ``signal`` (N, L) or (N, C, L), ``image``
             (N, H, W) or (N, C, H, W); by default read from the dimensions
-            like an NPZ file: 2 tabular, 3 signal, 4 image.
+            like an NPZ file: 2 tabular, 3 signal, 4 image; ``text`` for
+            strings (the default for 1-D arrays of strings).
         class_names: one name per class. Integer labels index into it; string
             labels must be among it. Without it, the sorted distinct labels.
         groups: group attributes for fairness, name -> split -> values, e.g.
             ``{"sex": {"train": s_train, "test": s_test}}`` (and ``"val"``
             when ``x_val`` is given).
+        tokenizer, max_length: for text, the tokenizer (``minilm`` or a
+            model folder with a ``tokenizer.json``) and the tokens kept per
+            text (default ``minilm``, 64).
 
     Raises:
         DataError: one line naming the argument, the problem and the fix.
     """
     x_all = {s: _array(x, f"x_{s}", source) for s, x in (("train", x_train), ("val", x_val), ("test", x_test))}
     y_all = {s: _array(y, f"y_{s}", source) for s, y in (("train", y_train), ("val", y_val), ("test", y_test))}
-    for s, x in x_all.items():
-        if x is not None:
-            refuse_non_finite_array(x, f"x_{s}", source)
-    check_split_arrays(x_all, y_all, source)
-    kind = array_modality(x_all["train"], modality, source)
-    if kind == "text":  # a text task needs its tokenizer on the Task (data/text.py); arrays do not bring one
-        raise DataError(f"{source}: modality 'text' cannot be built from arrays yet; give numeric inputs as tabular, signal or image")
+    pipeline = None
+    if modality == "text" or (modality is None and x_all["train"] is not None and x_all["train"].ndim == 1 and x_all["train"].dtype.kind in "UO"):
+        kind, pipeline = "text", _text_pipeline(x_all, y_all, tokenizer, max_length, source)
+    else:
+        if tokenizer is not None or max_length is not None:
+            raise DataError(f"{source}: tokenizer and max_length apply to text; give modality='text' with strings, or leave them out")
+        for s, x in x_all.items():
+            if x is not None:
+                refuse_non_finite_array(x, f"x_{s}", source)
+        check_split_arrays(x_all, y_all, source)
+        kind = array_modality(x_all["train"], modality, source)
     if kind in _SHAPES and x_all["train"].ndim not in _SHAPES[kind]:
         raise DataError(f"{source}: x_train has shape {x_all['train'].shape} but modality '{kind}' takes {_SHAPES[kind]}-dimensional "
                         "arrays (N first); reshape it or name another modality")
@@ -74,15 +87,17 @@ def from_arrays(
     refuse_one_class(len(np.unique(y_enc["train"])), "y_train", source)
     group_all = _groups(groups or {}, x_all, source)
     splits = {
-        s: Split(_inputs(x, kind), y_enc[s], groups=group_all[s]) for s, x in x_all.items() if x is not None
+        s: Split(pipeline.encode(x), y_enc[s], groups=group_all[s], meta={"text": x}) if pipeline is not None else
+        Split(_inputs(x, kind), y_enc[s], groups=group_all[s]) for s, x in x_all.items() if x is not None
     }
     if "val" in splits:
         rule = "given train/val/test"
     else:
         train, val, rule = carve_validation(splits["train"].y, seed=seed, source=source, fraction=val_fraction)
         splits["val"], splits["train"] = splits["train"].subset(val), splits["train"].subset(train)
+    tokens = {"tokenizer": pipeline.describe()} if pipeline is not None else {}
     task = Task(name=name, modality=kind, class_names=names, **splits, description=description or f"Arrays given in memory ({source}).",
-                info={"source": source, "split rule": rule}, origin="in_memory")
+                info={"source": source, "split rule": rule, **tokens}, pipeline=pipeline, origin="in_memory")
     return with_shared_rows(task)
 
 
@@ -191,6 +206,27 @@ def _array(value: Any, key: str, source: str) -> np.ndarray | None:
         return np.asarray(value)
     except (ValueError, TypeError) as error:
         raise DataError(f"{source}: {key} cannot be read as an array ({str(error).splitlines()[0]}); give a numpy array, tensor or list of equal-shaped rows") from None
+
+
+def _text_pipeline(x_all: dict[str, np.ndarray | None], y_all: Mapping[str, np.ndarray | None], tokenizer: str | None,
+                   max_length: int | None, source: str) -> Any:
+    """The tokenizer of a text task, after checking each split's strings (made object arrays in ``x_all``) against its labels."""
+    from .text import TextPipeline
+
+    for s, x in x_all.items():
+        y = y_all[s]
+        if (x is None) != (y is None):
+            raise DataError(f"{source}: has {'x' if y is None else 'y'}_{s} but no {'y' if y is None else 'x'}_{s}; give both or neither")
+        if x is None:
+            continue
+        if x.ndim != 1 or (len(x) and not all(isinstance(t, str) for t in x.tolist())):
+            raise DataError(f"{source}: x_{s} has shape {x.shape} and dtype {x.dtype}; for modality 'text' give one string per example, shape (N,)")
+        if y.ndim != 1 or len(y) != len(x):
+            raise DataError(f"{source}: x_{s} has {len(x)} texts but y_{s} has shape {y.shape}; give one label per text")
+        x_all[s] = x.astype(object)
+    if max_length is not None and (not isinstance(max_length, int) or max_length < 2):
+        raise DataError(f"{source}: max_length={max_length!r}; give the tokens kept per text as an integer >= 2 (e.g. 64)")
+    return TextPipeline(tokenizer or "minilm", max_length=max_length or 64)
 
 
 def _inputs(x: np.ndarray, kind: str) -> np.ndarray:

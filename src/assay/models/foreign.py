@@ -17,7 +17,11 @@ What each kind of model is given:
   on the device it came in. A module on another device than the run's is
   moved there for the run and the move is recorded (a user expects the run's
   ``--device`` to apply), not refused; one spread over several devices is
-  refused.
+  refused. A module may declare what it cannot do (``differentiable =
+  False`` with ``capability_reasons``), how it reads its inputs
+  (``assay_description``, a dict kept in its provenance's ``arch``, so part
+  of its id) and lines for the report (``assay_notes``): a Hugging Face
+  folder with its own tokenizer does (``models/hf_folder.py``).
 * an object with ``predict_proba`` (a scikit-learn estimator or ``Pipeline``,
   or anything with that interface) and a plain callable: for a table task the
   raw rows as a pandas DataFrame (the task's encoded features decoded by
