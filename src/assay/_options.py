@@ -24,7 +24,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import Annotated, Any, TypeVar, Union
 
 from .errors import SpecError, did_you_mean
 
@@ -298,15 +298,64 @@ def _fmt(x: float | None) -> str:
     return "" if x is None else (f"{x:g}" if isinstance(x, float) else f"{x:,}".replace(",", "_") if abs(x) >= 10_000 else str(x))
 
 
+# An option that names code (a zoo name, ``"models.py:make_net"``, ``"package.module:make_net"``): a ``str``
+# to every check, and the mark ``resolve_paths`` reads to join only a ``.py`` file to the study's folder.
+CODE = "code reference"
+CodeRef = Annotated[str, CODE]
+DOTTED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def code_ref(text: object) -> tuple[str, str] | None:
+    """``(where, NAME)`` when ``text`` reads as ``FILE.py:NAME`` or ``package.module:NAME``, else ``None``.
+
+    ``where`` is everything before the last colon (a file path may hold a folder), ``NAME`` a
+    dotted Python name; a zoo name (``"mlp"``) or a Windows drive (``"C:\\data"``) is not a reference.
+    """
+    if not isinstance(text, str) or ":" not in text:
+        return None
+    where, name = text.rsplit(":", 1)
+    return (where, name) if where and DOTTED_NAME.match(name) else None
+
+
 def resolve_paths(fn: Callable[..., Any], options: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
-    """Options annotated as ``Path`` made relative to ``base_dir`` (the study file's folder) when relative."""
+    """The options that name a file, joined to ``base_dir`` (the study file's folder) when relative.
+
+    Which options may name a file is read from ``fn``'s annotations: a ``Path``
+    option names a file; a ``CodeRef`` option names code, and only its file is
+    joined. In either, a value that reads as a code reference (``code_ref``) is
+    one: ``"models.py:make_net"`` becomes ``"<base_dir>/models.py:make_net"``,
+    while ``"package.module:make_net"`` and a plain name (a zoo architecture,
+    ``"mlp"``) stay as they are.
+    """
     try:
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)
     except Exception:  # noqa: BLE001
         return dict(options)
     out = dict(options)
     for key, value in options.items():
-        hint = hints.get(key)
-        if isinstance(value, str) and (hint is Path or Path in typing.get_args(hint)):
-            out[key] = value if Path(value).is_absolute() else str(Path(base_dir) / value)
+        kind = _names_file(hints.get(key))
+        if isinstance(value, str) and kind is not None:
+            out[key] = _resolved(value, base_dir, kind == "file")
     return out
+
+
+def _names_file(hint: Any) -> str | None:
+    """``"file"`` for a ``Path`` annotation, ``"code"`` for a ``CodeRef``, looking inside ``X | None``; else ``None``."""
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        kinds = [_names_file(a) for a in typing.get_args(hint)]
+        return next((k for k in kinds if k is not None), None)
+    if typing.get_origin(hint) is Annotated and CODE in hint.__metadata__:
+        return "code"
+    return "file" if hint is Path else None
+
+
+def _resolved(value: str, base_dir: Path, is_file: bool) -> str:
+    ref = code_ref(value)
+    if ref is not None:
+        where, name = ref
+        return f"{_joined(where, base_dir)}:{name}" if where.endswith(".py") else value
+    return _joined(value, base_dir) if is_file else value
+
+
+def _joined(path: str, base_dir: Path) -> str:
+    return path if Path(path).is_absolute() else str(Path(base_dir) / path)

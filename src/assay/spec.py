@@ -22,7 +22,9 @@
 
 Everything is validated when the file is read, before any training starts,
 with errors that name the key and suggest the fix. Paths are relative to the
-study file.
+study file, and so is the file of a code reference (``arch = "models.py:make_net"``);
+a module reference (``"package.module:make_net"``) and a zoo name are not paths
+(``_options.resolve_paths``).
 """
 
 from __future__ import annotations
@@ -244,7 +246,7 @@ def _recipes(tables: object, where: str, base_dir: Path) -> tuple[RecipeSpec, ..
         if draws > 1 and labels is None:
             raise SpecError(f"{label}: draws = {draws} repeats the recipe on other labelled subsets; add labels_per_class = k to it")
         recipe = make_recipe(kind, options, label)  # validates keys and values now, not after training
-        options = resolve_paths(RECIPES[kind].__init__, options, base_dir)  # file options are relative to the study file
+        options = resolve_paths(RECIPES[kind].__init__, options, base_dir)  # options naming a file: relative to the study file
         parent = getattr(recipe, "parent", None)
         if parent is not None and parent in repeated:
             raise SpecError(f"{label}: parent '{parent}' was repeated over draws = {repeated[parent]}; name one draw, e.g. parent = \"{parent}.draw1\"")

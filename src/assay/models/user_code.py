@@ -1,7 +1,7 @@
 """The user's own architecture, named in a study file as ``"models.py:make_net"``.
 
 A reference is ``FILE.py:NAME`` (a Python file; a relative one is relative
-to the study file, which the study loader resolves) or ``package.module:NAME``
+to the study file: the study loader joins it, ``_options.resolve_paths``) or ``package.module:NAME``
 (anything importable). **Importing it runs the user's code**, as running a
 script they wrote would: assay does this only for code the user names in
 their own study file, never for a file it was merely handed to judge (those
@@ -26,7 +26,6 @@ import importlib
 import importlib.util
 import inspect
 import logging
-import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,30 +34,30 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._options import DOTTED_NAME, code_ref
 from ..errors import ModelError, did_you_mean
 
 log = logging.getLogger("assay")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 def is_ref(text: object) -> bool:
     """Whether ``text`` reads as ``FILE.py:NAME`` or ``package.module:NAME`` (not a zoo name, not a Windows drive)."""
-    if not isinstance(text, str) or ":" not in text:
-        return False
-    where, name = text.rsplit(":", 1)
-    return bool(where) and bool(_NAME.match(name))
+    return code_ref(text) is not None
 
 
 def split_ref(ref: str) -> tuple[Path | None, str | None, str]:
     """``(file, None, name)`` for a ``.py`` file, ``(None, module, name)`` for an importable module.
 
-    A study loader may have joined a module reference to the study's folder
-    (``/study/dir/package.module``); its last part is the module's dotted name.
+    Raises:
+        ModelError: the part before the colon is neither a ``.py`` file nor a dotted module name.
     """
     where, name = ref.rsplit(":", 1)
     if where.endswith(".py"):
         return Path(where), None, name
-    return None, Path(where).name, name
+    if not DOTTED_NAME.match(where):
+        raise ModelError(f"{ref}: '{where}' is neither a .py file nor a dotted module name; "
+                         f"write \"models.py:{name}\" (next to the study file) or \"package.module:{name}\"")
+    return None, where, name
 
 
 def source_file(ref: str) -> Path | None:

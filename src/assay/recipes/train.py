@@ -8,12 +8,12 @@ declared once in ``options.py``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from .._options import CodeRef
 from ..errors import ModelError
 from ..models import user_code, zoo
 from ..models.candidate import Candidate, Provenance
@@ -44,17 +44,16 @@ class Train(TrainingRecipe):
     """
 
     kind = "train"
-    arch: str | Path = "mlp"  # Path: the study loader joins it to the study's folder (a zoo name is taken back below)
+    arch: CodeRef = "mlp"  # a zoo name or a reference; the study loader joins only a .py file to the study's folder
     arch_options: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if user_code.is_ref(self.arch):
-            self.arch, self.arch_options = str(self.arch), dict(self.arch_options or {})
+            user_code.split_ref(self.arch)  # a reference that is neither a file nor a module is refused when the study is read
+            self.arch_options = dict(self.arch_options or {})
             return
-        name = Path(self.arch).name  # "mlp", or the study loader's "<study folder>/mlp"
-        if name == "user":
+        if self.arch == "user":
             raise ValueError('arch "user" is written as the callable itself: arch = "models.py:make_net"')
-        self.arch = name if name in zoo.ARCHITECTURES else str(self.arch)
         self.arch_options = checked_arch(self.arch, self.arch_options)
 
     def check_task(self, task, where: str) -> None:
