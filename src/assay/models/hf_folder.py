@@ -46,7 +46,6 @@ class HFSequenceClassifier(nn.Module):
         super().__init__()
         self.model, self.pad_id = model, pad_id
         self.register_buffer("order", torch.tensor(order, dtype=torch.long), persistent=False)
-
         self.assay_description = {"tokenizer": "the task's: reads its token ids as they are"}
         self.assay_notes = ["reads the task's token ids as they are (its tokenizer is the task's)"]
 
@@ -123,7 +122,8 @@ def load_hf_folder(folder: Path | str, task: Task, where: str) -> HFSequenceClas
     if not same:
         tokenizer = _own_tokenizer(transformers, folder, where)
         told = tokenizer.model_max_length if tokenizer.model_max_length < 1e6 else None  # transformers' "unset" is a huge number
-        max_length = min(n for n in (told, limit) if n is not None) if told or limit else None
+        known = [n for n in (told, limit) if n is not None]
+        max_length = min(known) if known else None
         feed = TextFeed(task.pipeline, f"{where}: {folder}")
         return HFTextClassifier(model, tokenizer, order, feed, max_length, _file_digest(folder / "tokenizer.json")).eval()
     length = task.test.x.shape[1]
