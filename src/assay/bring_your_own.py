@@ -57,7 +57,7 @@ def judge(
             ``torch.nn.Module`` returning logits (or probabilities, with
             ``outputs="probabilities"``), an object with ``predict_proba``
             (a scikit-learn estimator or pipeline; a table task gives it raw
-            rows as a DataFrame), or a callable from a batch to probabilities.
+            rows as a DataFrame, a text task the list of strings), or a callable from a batch to probabilities.
         task: the data (``Task.from_arrays``, ``Task.from_frame``,
             ``Task.from_dataset``, ``load_builtin`` ...).
         checks: check names, or name -> options (default: ``DEFAULT_CHECKS``,
