@@ -2,6 +2,8 @@
 
 Headers are read before any pixel is decoded, so an image or a folder too
 large for this machine is refused from an estimate, naming the file and the fix.
+Test images equal, pixel for pixel after resizing, to a train or val image are
+counted (``overlap.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from ..errors import DataError
 from .lazy import LazyImages
 from .memory import available_bytes, budget_bytes, size_text
+from .overlap import with_shared_rows
 from .splitting import SPLITS, Fractions, stratified_split
 from .task import Split, Task
 
@@ -150,7 +153,7 @@ def load_image_folder(
     split_of = np.array([s for s, _, _ in files])
     parts, rule = _image_splits(split_of, y, fractions, seed, str(root))
     whole = Split(x, y)
-    return Task(
+    task = Task(
         name=name or root.name,
         modality="image",
         class_names=tuple(classes),
@@ -160,6 +163,7 @@ def load_image_folder(
               "channels": "grey" if mode == "L" else "RGB", "loading": "lazy (decoded batch by batch)" if lazy else "in memory"},
         origin="image_folder",
     )
+    return with_shared_rows(task)  # pixels as the model sees them: a lazy folder is decoded again, a batch at a time
 
 
 def _image_splits(split_of: np.ndarray, y: np.ndarray, fractions: Fractions, seed: int, source: str) -> tuple[dict[str, np.ndarray], str]:

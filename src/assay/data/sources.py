@@ -3,7 +3,8 @@
 With ``images.py``, this is the one place that reads users' data files. Every loader validates
 what it reads and raises a one-line ``DataError`` naming the file, the
 problem and the fix; every loader returns a ``Task`` with seeded, stratified
-splits unless the data brings its own.
+splits unless the data brings its own, and the count of test rows also in
+train or val (``overlap.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from ..errors import DataError, did_you_mean, require
 from .images import load_image_folder  # noqa: F401 -- the public loaders stay importable from here
+from .overlap import with_shared_rows
 from .splitting import SPLITS, Fractions, carve_validation, stratified_split
 from .tabular import TablePipeline
 from .task import Split, Task
@@ -67,8 +69,9 @@ def load_table(
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found; check the path (paths in a study file are relative to it)")
-    return table_task(_read_table(path), label=label, groups=groups, meta=meta, features=features, split_column=split_column,
+    task = table_task(_read_table(path), label=label, groups=groups, meta=meta, features=features, split_column=split_column,
                       name=name or path.stem, fractions=fractions, seed=seed, source=str(path))
+    return with_shared_rows(task)
 
 
 def table_task(
@@ -281,4 +284,5 @@ def load_npz(
         else:
             splits, rule = {"train": Split(x, y), "val": Split(as_inputs(x_all["val"], kind), encode(y_all["val"]))}, "given train/val/test"
         splits["test"] = Split(as_inputs(x_all["test"], kind), encode(y_all["test"]))
-    return Task(name=name or path.stem, modality=kind, class_names=names, **splits, info={"source": str(path), "split rule": rule}, origin="npz")
+    task = Task(name=name or path.stem, modality=kind, class_names=names, **splits, info={"source": str(path), "split rule": rule}, origin="npz")
+    return with_shared_rows(task)
