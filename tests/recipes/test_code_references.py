@@ -21,7 +21,9 @@ builtin = "digits"
 name = "zoo"
 kind = "train"
 arch = "mlp"
+arch_options = { hidden = [32] }
 epochs = 1
+batch_size = 256
 
 [[recipe]]
 name = "file"
