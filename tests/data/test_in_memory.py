@@ -10,7 +10,7 @@ from sklearn.datasets import load_breast_cancer, load_digits
 from torch.utils.data import TensorDataset
 
 from assay.data.builtin import _rdataset
-from assay.data.in_memory import SHARED_ROWS, shared_rows
+from assay.data.overlap import SHARED_ROWS, shared_rows
 from assay.data.sources import load_table
 from assay.data.splitting import stratified_split
 from assay.data.task import Split, Task

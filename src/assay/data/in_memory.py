@@ -16,7 +16,6 @@ given these very strings (``data/text.py``).
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,12 +24,10 @@ import numpy as np
 from ..errors import DataError
 from .sources import (_column, _refuse_infinite, array_modality, as_inputs, check_split_arrays, refuse_non_finite_array,
                       refuse_one_class, table_task)
+X
 from .splitting import SPLITS, VAL_FRACTION, carve_validation
 from .task import Split, Task
 
-_log = logging.getLogger(__name__)
-
-SHARED_ROWS = "test rows also in train/val"
 _SHAPES = {"tabular": (2,), "signal": (2, 3), "image": (3, 4)}  # input dimensions (with N) each modality accepts
 
 
@@ -171,28 +168,6 @@ def from_frame(
     task = table_task(frame, label=label, groups=groups, meta=meta, features=features, split_column=column, name=name, source=source, seed=seed,
                       description=description or f"Rows given in memory: predict '{label}'.", info={"split rule": rule})
     return with_shared_rows(dataclasses.replace(task, origin="in_memory"))
-
-
-def shared_rows(seen: Sequence[np.ndarray], test: np.ndarray) -> int:
-    """How many rows of ``test`` equal, byte for byte, a row of one of the arrays in ``seen``."""
-    def rows(x: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(x).reshape(len(x), int(np.prod(x.shape[1:])))  # (N, D), also for N = 0
-
-    keys = {row.tobytes() for x in seen if x.shape[1:] == test.shape[1:] and x.dtype == test.dtype for row in rows(x)}
-    return sum(row.tobytes() in keys for row in rows(test)) if keys else 0
-
-
-def with_shared_rows(task: Task) -> Task:
-    """``task`` with the count of test rows also in train or val in its ``info`` (the report shows it), warned when above zero.
-
-    Validation counts too: it was train before a split was carved from it,
-    and selection reads it, so a test row there is no more unseen.
-    """
-    n = shared_rows([np.asarray(task.train.x), np.asarray(task.val.x)], np.asarray(task.test.x))
-    if n:
-        _log.warning("%s: %d of %d test rows also appear in train or val; test accuracy on them measures memory, not generalisation",
-                     task.info.get("source", task.name), n, len(task.test))
-    return dataclasses.replace(task, info={**task.info, SHARED_ROWS: n})
 
 
 # --- helpers ------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from .._options import CodeRef
 from ..errors import AssayError, MissingDependency, ModelError
 from ..models import exported, user_code, zoo
 from ..models.candidate import Candidate, Provenance, verify
@@ -55,7 +56,7 @@ class Load(Recipe):
 
     kind = "load"
 
-    def __init__(self, *, path: Path | None = None, module: Path | None = None, weights: Path | None = None,
+    def __init__(self, *, path: Path | None = None, module: CodeRef | None = None, weights: Path | None = None,
                  arch_options: dict[str, Any] | None = None, trusted: list[str] | None = None) -> None:
         if (path is None) == (module is None):
             raise ValueError('give either path = "model.safetensors" (or .onnx, .skops), or module = "models.py:Net" with weights = "net.pt"')
