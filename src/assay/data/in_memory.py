@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import DataError
 from .sources import (_column, _refuse_infinite, array_modality, as_inputs, check_split_arrays, refuse_non_finite_array,
                       refuse_one_class, table_task)
-X
+from .overlap import with_shared_rows
 from .splitting import SPLITS, VAL_FRACTION, carve_validation
 from .task import Split, Task
 
