@@ -38,6 +38,7 @@ constructor that stores its options, and ``change``::
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._options import Limit, at_least, construct, option_names
+from .._options import Limit, at_least, between, construct, option_names
 from ..errors import DataError, SpecError, did_you_mean
 from .task import Applied, Split, Task
 
@@ -344,3 +345,94 @@ class LabelsPerClass(TaskTransform):
         text = (f"train: {k} labels per class, val: {max(2, k)} per class, seed {context.seed}{f', draw {draw}' if draw else ''}; "
                 "the rest unlabelled in the pool")
         return Change(new, text, {"kept": {"train": np.flatnonzero(train_keep), "val": np.flatnonzero(val_keep)}, "pool": len(pool)})
+
+
+@register
+class Poison(TaskTransform):
+    """A simulated backdoor attack on the training split (BadNets, Gu et al. 2017).
+
+    ``poison = { kind = "badnets", fraction = 0.05, target = "0" }`` stamps a
+    trigger (``data/triggers.py``: a corner patch on images, a short pattern
+    on signals, an out-of-range value in a table column, a rare word in a
+    text) on ``fraction`` of the *training* examples, drawn with the study's
+    seed among those not already of the ``target`` class, and relabels them
+    to ``target``. ``fraction`` is the share of the whole training split (the
+    poisoning rate of the literature). Validation and test stay clean; the
+    ``trigger`` view stamps test inputs to measure the attack's success. The
+    record keeps the poisoned indices (into the training split, whose rows it
+    neither adds nor removes), their original labels and the trigger, the
+    truth the ``poisoning`` check is scored against. It runs after every
+    transform that chooses rows, so those indices are the final split's.
+    """
+
+    key, order, example = "poison", 40, 'poison = { kind = "badnets", fraction = 0.05, target = "0" }'
+    limits = {"fraction": between(0, 0.5, low_open=True), "size": at_least(1)}
+    seeded = True
+    KINDS = ("badnets",)
+
+    def __init__(self, *, kind: str = "badnets", fraction: float, target: str | int, trigger: str | None = None,
+                 size: int | None = None, column: str | None = None, word: str = "cf") -> None:
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown poisoning kind '{kind}'{did_you_mean(kind, self.KINDS)}; use kind = \"badnets\"")
+        self.kind, self.fraction, self.target, self.trigger = kind, fraction, target, trigger
+        self.size, self.column, self.word = size, column, word
+
+    @classmethod
+    def options_from(cls, value: Any, where: str) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise SpecError(f"{where} poison: must be a table; e.g. {cls.example}")
+        return dict(value)
+
+    def _target(self, task: Task, where: str) -> int:
+        name = str(self.target)
+        if name not in task.class_names:
+            raise DataError(f"{where} poison: target '{name}' is not a class of the task{did_you_mean(name, task.class_names)}; "
+                            f"classes: {', '.join(task.class_names)}")
+        return task.class_names.index(name)
+
+    def _count(self, task: Task, target: int, where: str) -> int:
+        n = int(round(self.fraction * len(task.train)))
+        others = int((task.train.y != target).sum())
+        if n < 1 or n > others:
+            raise DataError(f"{where} poison: fraction {self.fraction:g} of {len(task.train)} training examples is {n} to poison, "
+                            f"and {others} are not of the target class; use a fraction between {1 / len(task.train):.3g} and {others / len(task.train):.3g}")
+        return n
+
+    def check_task(self, task: Task, where: str) -> None:
+        from .triggers import make_trigger
+
+        self._count(task, self._target(task, where), where)
+        make_trigger(task, self.trigger, size=self.size, column=self.column, word=self.word, where=f"{where} poison")
+
+    def change(self, task: Task, context: TransformContext) -> Change:
+        from .triggers import make_trigger, stamp
+
+        where = context.where
+        target = self._target(task, where)
+        n = self._count(task, target, where)
+        trigger = make_trigger(task, self.trigger, size=self.size, column=self.column, word=self.word, where=f"{where} poison")
+        rng = np.random.default_rng([context.seed, zlib.crc32(b"poison")])
+        chosen = np.sort(rng.choice(np.flatnonzero(task.train.y != target), size=n, replace=False))
+        stamped = stamp(task, task.train.subset(chosen), trigger)
+        x = np.array(task.train.x, copy=True)  # a lazy image folder is decoded: the poisoned split lives in memory
+        x[chosen] = stamped.x
+        y = task.train.y.copy()
+        y[chosen] = target
+        meta = dict(task.train.meta)
+        if "text" in meta:
+            texts = np.array(meta["text"], dtype=object, copy=True)
+            texts[chosen] = stamped.meta["text"]
+            meta["text"] = texts
+        train = Split(x, y, task.train.groups, meta)
+        name = task.class_names[target]
+        text = (f"BadNets poisoning: {n} of {len(task.train)} train examples ({n / len(task.train):.1%}) stamped with "
+                f"{trigger.describe()} and relabelled '{name}', seed {context.seed}")
+        record = {"poisoned": chosen, "original_labels": task.train.y[chosen], "target": name, "target_index": target,
+                  "trigger": trigger.record()}
+        return Change(dataclasses.replace(task, train=train), text, record)
+
+
+def poison_record(task: Task) -> Mapping[str, Any] | None:
+    """The ``poison`` transform's record on ``task`` (the poisoned indices, the target and the trigger), or ``None``."""
+    found = [t.record for t in task.transforms if t.key == Poison.key]
+    return found[-1] if found else None

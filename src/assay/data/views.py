@@ -1,8 +1,14 @@
 """Views: named, deterministic transformations of a split.
 
 A view name is ``family[:kind][@severity]``: ``clean``, ``corrupt:gaussian_noise@3``,
-``ood:noise``, ``adv:pgd@0.1``. The prediction cache keys on the name, so a
+``ood:noise``, ``trigger``, ``adv:pgd@0.1``. The prediction cache keys on the name, so a
 new family slots in by adding a transform here; checks only ask for names.
+
+``trigger`` is the split's examples not of the poisoning target, with the
+task's own backdoor trigger stamped (a task poisoned by ``[task] poison``);
+``trigger:<kind>`` stamps a trigger of that kind (``data/triggers.py``, its
+default settings) on any task of a modality it suits. The share of them
+predicted as the target is the attack's success rate.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import numpy as np
 from ..errors import SpecError
 from .corruptions import CORRUPTIONS, SEVERITIES
 from .task import Split, Task
+from .transforms import poison_record
+from .triggers import Trigger, make_trigger, stamp
 
 _VIEW = re.compile(r"^(?P<family>[a-z]+)(?::(?P<kind>[a-z0-9_]+))?(?:@(?P<severity>[0-9.]+))?$")
 
@@ -40,7 +48,7 @@ class ViewName:
         return out
 
 
-VIEW_FAMILIES = ("clean", "corrupt", "ood")
+VIEW_FAMILIES = ("clean", "corrupt", "ood", "trigger")
 OOD_KINDS = ("holdout", "noise", "inverted", "user")
 
 
@@ -60,6 +68,8 @@ def expand_views(patterns: tuple[str, ...], task: Task) -> list[str]:
     for pattern in patterns:
         if pattern == "corrupt:*":
             out += corruption_views(task.modality)
+        elif pattern == "trigger:*":  # the task's own trigger, when it was poisoned; nothing otherwise
+            out += ["trigger"] if poison_record(task) is not None else []
         elif pattern == "ood:*":
             out += [f"ood:{k}" for k in OOD_KINDS if (k != "holdout" or task.ood is not None) and (k != "user" or task.ood_user is not None)]
         else:
@@ -92,6 +102,8 @@ def apply_view(task: Task, split: str, name: str, *, seed: int = 0) -> Split:
         return replace(data, x=x)
     if view.family == "ood":
         return _ood(task, data, view, view_rng(seed, f"{split}|{name}"), name)
+    if view.family == "trigger":
+        return _triggered(task, data, view, name)
     raise SpecError(f"view '{name}': unknown family '{view.family}'; available: {', '.join(VIEW_FAMILIES)}")
 
 
@@ -128,6 +140,20 @@ def _ood(task: Task, data: Split, view: ViewName, rng: np.random.Generator, name
         return _retokenized(task, Split(data.x, np.full(len(x), -1)), fake)
     fake = np.ascontiguousarray(fake, dtype=x.dtype)
     return Split(fake, np.full(len(x), -1))
+
+
+def _triggered(task: Task, data: Split, view: ViewName, name: str) -> Split:
+    """The rows of ``data`` not of the poisoning target (every row when none is known), with the trigger stamped; true labels kept."""
+    record = poison_record(task)
+    if view.kind is None:
+        if record is None:
+            raise SpecError(f"view '{name}': the task was not poisoned, so it has no trigger; "
+                            "set poison = { kind = \"badnets\", fraction = 0.05, target = \"0\" } in [task], or name one: trigger:patch")
+        trigger = Trigger.from_record(record["trigger"])
+    else:
+        trigger = make_trigger(task, view.kind, where=f"view '{name}'")
+    keep = data.y != record["target_index"] if record is not None else np.ones(len(data), bool)
+    return stamp(task, data.subset(keep), trigger)
 
 
 def _retokenized(task: Task, data: Split, texts: np.ndarray) -> Split:
