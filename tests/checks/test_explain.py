@@ -138,7 +138,7 @@ def test_the_randomisation_check_separates_real_methods_from_a_model_independent
         assert len(per[method]["cascade"]) == 3
 
 
-def test_a_candidate_without_gradients_gets_ablation_its_reason_and_drift_against_its_parent(cnn, mlp, digits, context, tmp_path):
+def test_a_candidate_without_gradients_gets_the_gradient_free_methods_its_reason_and_drift_against_its_parent(cnn, mlp, digits, context, tmp_path):
     from assay.recipes import RecipeContext, make_recipe
 
     child = make_recipe("quantize", {"parent": "mlp"}, "x").make(
@@ -147,8 +147,9 @@ def test_a_candidate_without_gradients_gets_ablation_its_reason_and_drift_agains
     context.candidates = {"cnn": cnn, "mlp": mlp, "mlp-int8": child}
     records = _records(Explain(n_examples=32).run(child, context))
     gain = records["faithfulness_gain"]
-    assert set(gain.details["methods"]) == {"ablation"}
+    assert set(gain.details["methods"]) == {"ablation", "kernel_shap"}
     assert "gradient methods not run" in gain.details["notes"][0]
+    assert gain.details["not_applicable"]["integrated_gradients"] == "needs gradients"
     assert "randomisation_correlation" not in records and "ig_completeness_error" not in records
     drift = records["explanation_agreement"]
     assert drift.reference == "mlp" and drift.details["method"] == "ablation"

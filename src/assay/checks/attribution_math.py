@@ -9,7 +9,9 @@
   by the randomisation sanity check (Adebayo et al. 2018), by the agreement
   between methods and by explanation drift against a parent;
 * attention rollout (Abnar & Zuidema 2020) and Grad-CAM (Selvaraju et al. 2017);
-* the global view a shortcut shows in: mean |attribution| per feature, per class.
+* the global view a shortcut shows in: mean |attribution| per feature, per class;
+* KernelSHAP's players shared back out over the features they cover, and the
+  examples worth showing (the most confident right and wrong predictions).
 """
 
 from __future__ import annotations
@@ -24,6 +26,20 @@ def group_sum(attributions: np.ndarray, groups: Sequence[np.ndarray]) -> np.ndar
     """``(N, F)``: each feature's attribution, the sum of its dimensions' (``attributions`` is ``(N, D)`` flat)."""
     flat = np.asarray(attributions, dtype=np.float64).reshape(len(attributions), -1)
     return np.stack([flat[:, g].sum(axis=1) for g in groups], axis=1) if groups else np.zeros((len(flat), 0))
+
+
+def share_out(values: np.ndarray, player: np.ndarray, groups: Sequence[np.ndarray]) -> np.ndarray:
+    """``(F,)``: each player's value shared out over its input dimensions equally, then summed per feature.
+
+    ``player`` ``(D,)`` names each dimension's player (an index into
+    ``values``; one past the end: a player with no value, e.g. pooled padding).
+    A feature that spans players (or a player that spans features) gets its
+    dimensions' shares, so the features' sum is the players' sum.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    counts = np.bincount(player, minlength=len(values) + 1)[: len(values)]
+    per_dim = np.append(values / np.maximum(counts, 1), 0.0)[np.minimum(player, len(values))]  # (D,)
+    return group_sum(per_dim[None], groups)[0]
 
 
 def owner_of(groups: Sequence[np.ndarray], width: int) -> np.ndarray:
@@ -101,6 +117,23 @@ def attention_rollout(maps: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
+def rollout_readout(rollout: np.ndarray, pooling: str, mask: np.ndarray | None = None) -> np.ndarray:
+    """``(N, T)``: how much the model's pooled output draws on each input token, from a rollout ``(N, T', T')``.
+
+    ``pooling = "cls"``: the model prepended a [CLS] token and reads it (the
+    zoo transformer): its row, its own column dropped (``T = T' - 1``).
+    ``"mean"``: the output is the mean of the ``mask``'s tokens (``(N, T')``;
+    a sentence encoder's masked mean pooling): the mean of their rows.
+    """
+    if pooling == "cls":
+        return rollout[:, 0, 1:]
+    if pooling != "mean" or mask is None:
+        raise ValueError(f"rollout readout: pooling {pooling!r} needs 'cls', or 'mean' with a token mask")
+    w = np.asarray(mask, dtype=np.float64)
+    w = w / np.maximum(w.sum(axis=1, keepdims=True), 1.0)
+    return np.einsum("nt,nts->ns", w, rollout)
+
+
 def grad_cam(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
     """Grad-CAM (Selvaraju et al. 2017): ``ReLU(sum_c mean(dy/dA_c) A_c)`` over a conv layer's ``(N, C, *spatial)`` maps."""
     a, g = np.asarray(activations, dtype=np.float64), np.asarray(gradients, dtype=np.float64)
@@ -124,8 +157,18 @@ def global_importance(attributions: np.ndarray, labels: np.ndarray, names: Seque
         order = np.argsort(-v, kind="stable")[: min(k, len(v))]
         return [{"feature": str(names[j]), "index": int(j), "importance": float(v[j])} for j in order]
 
-    per_class = {str(classes[c]): top(mag[labels == c].mean(axis=0)) for c in np.unique(labels)}
-    return {"mean_abs": overall.tolist(), "top": top(overall), "per_class": per_class}
+    class_mean = {str(classes[c]): mag[labels == c].mean(axis=0) for c in np.unique(labels)}
+    return {"mean_abs": overall.tolist(), "top": top(overall), "per_class": {c: top(v) for c, v in class_mean.items()},
+            "class_mean_abs": {c: v.tolist() for c, v in class_mean.items()}}
+
+
+def confident_examples(right: np.ndarray, confidence: np.ndarray, k: int = 2) -> list[tuple[str, int]]:
+    """``(role, row)``: the ``k`` most confident right predictions, then the ``k`` most confident wrong ones (fewer when there are fewer)."""
+    picks = []
+    for role, rows in (("most confident right", np.flatnonzero(right)), ("most confident wrong", np.flatnonzero(~right))):
+        order = rows[np.argsort(-np.asarray(confidence)[rows], kind="stable")][:k]
+        picks += [(role, int(i)) for i in order]
+    return picks
 
 
 def token_importance(attributions: np.ndarray, ids: np.ndarray, labels: np.ndarray, names: dict[int, str], classes: Sequence[str],

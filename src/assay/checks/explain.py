@@ -17,18 +17,31 @@ is then measured, with 95% bootstrap intervals over the examples:
   re-initialised from the top down; a method whose correlation stays above
   ``sanity_threshold`` at full randomisation does not depend on the model;
 * integrated gradients' completeness error (Sundararajan et al. 2017);
+* infidelity and max-sensitivity (Yeh et al. 2019, ``captum.metrics``; see
+  ``checks/attribution_metrics.py``) of every method, with intervals;
 * agreement between methods (Spearman, top-k overlap) and, against the
   parent (or the study's reference), explanation drift;
 * the shortcut finder: mean |attribution| per pixel, step, column or token,
   overall and per class, from the most faithful method.
 
 Headline metrics are the most faithful method's; every method's figures are
-in the details.
+in the details, with the most confident right and wrong examples' inputs
+and attributions (what a report overlays).
+
+KernelSHAP costs about twenty times a gradient method (Captum evaluates its
+coalitions one example at a time), and it runs in every study by default:
+``costly_methods = "without_gradients"`` keeps it to the candidates no
+gradient method applies to (int8, ONNX), where it is the second opinion next
+to feature ablation; ``"all"`` runs it for every candidate, ``"none"`` for
+none. Max-sensitivity runs a method again on every noisy copy: by default
+only the most faithful method's, on the sample's first 16 examples
+(``sensitivity_methods``, ``sensitivity_examples``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -36,6 +49,7 @@ import torch
 from ..models import gradients as grad
 from ..stats import mean_interval
 from . import attribution_math as am
+from . import attribution_metrics as yeh
 from . import explainers as ex
 from .base import Check, CheckContext, Evidence, register_check
 from .metrics import Metric, declare
@@ -54,6 +68,8 @@ class Explain(Check):
                scale="real"),
         Metric("ig_completeness_error", False, "integrated gradients' |sum - (f(x) - f(baseline))| over |f(x) - f(baseline)|", scale="amount"),
         Metric("explanation_agreement", True, "Spearman correlation of its attributions with its parent's (or the reference's)", scale="real"),
+        Metric("max_sensitivity", False, "most faithful method's largest relative change of its attributions under small input noise "
+               "(Yeh et al. 2019)", scale="amount"),
     )
     covers = "explanations of its predictions, each checked against a random one"
 
@@ -67,17 +83,30 @@ class Explain(Check):
 
     def __init__(self, *, n_examples: int = 64, methods: list[str] | tuple[str, ...] = ex.METHODS, n_steps: int = 32, samples: int = 8,
                  curve_steps: int = 16, baseline: str = "auto", top_k: int = 10, sanity_threshold: float = 0.5,
-                 drift_threshold: float = 0.5, cascade_steps: int = 3, chunk: int = 256) -> None:
+                 drift_threshold: float = 0.5, cascade_steps: int = 3, chunk: int = 256, costly_methods: str = "without_gradients",
+                 shap_samples: int = 64, shap_features: int = 16, infidelity_samples: int = 8, sensitivity_samples: int = 4,
+                 sensitivity_radius: float = 0.02, sensitivity_methods: str = "best", sensitivity_examples: int = 16) -> None:
         unknown = [m for m in methods if m not in ex.REGISTRY]
         if unknown:
             raise ValueError(f"unknown method {unknown[0]!r}; available: {', '.join(ex.REGISTRY)}")
         if baseline not in ("auto", "zeros"):
             raise ValueError(f"baseline = {baseline!r}; use 'auto' (blurred image, mean row, pad tokens) or 'zeros'")
-        if min(n_examples, n_steps, samples, curve_steps, top_k, cascade_steps, chunk) < 1:
-            raise ValueError("n_examples, n_steps, samples, curve_steps, top_k, cascade_steps and chunk must be >= 1")
+        if costly_methods not in ("without_gradients", "all", "none"):
+            raise ValueError(f"costly_methods = {costly_methods!r}; use 'without_gradients' (KernelSHAP only where no gradient method "
+                             "applies), 'all' or 'none'")
+        if min(n_examples, n_steps, samples, curve_steps, top_k, cascade_steps, chunk, shap_samples, shap_features, sensitivity_examples) < 1:
+            raise ValueError("n_examples, n_steps, samples, curve_steps, top_k, cascade_steps, chunk, shap_samples, shap_features and "
+                             "sensitivity_examples must be >= 1")
+        if sensitivity_methods not in ("best", "all"):
+            raise ValueError(f"sensitivity_methods = {sensitivity_methods!r}; use 'best' (the most faithful method's) or 'all'")
+        if min(infidelity_samples, sensitivity_samples) < 0 or not 0 < sensitivity_radius < 1:
+            raise ValueError("infidelity_samples and sensitivity_samples must be >= 0 (0: not measured), sensitivity_radius in (0, 1)")
         self.n_examples, self.methods, self.n_steps, self.samples = n_examples, tuple(methods), n_steps, samples
         self.curve_steps, self.baseline, self.top_k, self.sanity_threshold = curve_steps, baseline, top_k, sanity_threshold
         self.drift_threshold, self.cascade_steps, self.chunk = drift_threshold, cascade_steps, chunk
+        self.costly_methods, self.shap_samples, self.shap_features = costly_methods, shap_samples, shap_features
+        self.infidelity_samples, self.sensitivity_samples, self.sensitivity_radius = infidelity_samples, sensitivity_samples, sensitivity_radius
+        self.sensitivity_methods, self.sensitivity_examples = sensitivity_methods, sensitivity_examples
 
     # --- gathering ---
 
@@ -94,7 +123,8 @@ class Explain(Check):
         if task.modality == "image" and self.baseline == "auto":
             refs = ex.blur(refs)
         return ex.Setup(names=names, groups=groups, shape=tuple(x.shape[1:]), tokens=task.modality == "text", baseline=base,
-                        references=refs, n_steps=self.n_steps, samples=self.samples, seed=context.seed, chunk=self.chunk)
+                        references=refs, n_steps=self.n_steps, samples=self.samples, seed=context.seed, chunk=self.chunk,
+                        shap_samples=self.shap_samples, shap_features=self.shap_features)
 
     def attributions(self, model, x: np.ndarray, target: np.ndarray, setup: ex.Setup, methods) -> dict[str, np.ndarray]:
         """Each method's ``(N, F)`` attributions of ``target`` on ``x``."""
@@ -127,6 +157,21 @@ class Explain(Check):
                 out[m].append((layer, am.spearman_rows(np.abs(attributions[m]), np.abs(a), eligible)))
         return out
 
+    def infidelity(self, model, x, target, setup: ex.Setup, attributions: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+        """Per method, ``(N,)`` infidelity (Yeh et al. 2019); empty when ``infidelity_samples`` is 0."""
+        if not self.infidelity_samples:
+            return {}
+        return {m: yeh.infidelity(model, x, target, setup, a, samples=self.infidelity_samples, seed=seed) for m, a in attributions.items()}
+
+    def sensitivity(self, model, x, target, setup: ex.Setup, methods: list[str], seed: int) -> dict[str, np.ndarray]:
+        """Per method, max-sensitivity (Yeh et al. 2019) of the sample's first ``sensitivity_examples``; empty for token inputs or 0 samples."""
+        if not self.sensitivity_samples or setup.tokens:
+            return {}
+        k = min(self.sensitivity_examples, len(x))  # the method runs again on every noisy copy: a bounded share of the sample
+        part = replace(setup, baseline=setup.baseline[:k])
+        return {m: yeh.max_sensitivity(ex.REGISTRY[m], model, x[:k], target[:k], part, samples=self.sensitivity_samples,
+                                       radius=self.sensitivity_radius, seed=seed) for m in methods}
+
     def completeness(self, model, x, target, setup: ex.Setup, ig: np.ndarray) -> np.ndarray:
         xt = torch.as_tensor(x)
         space = grad.gradient_space(model, xt)
@@ -141,10 +186,15 @@ class Explain(Check):
         caps, model = candidate.capabilities, candidate.model
         idx = self.sample(context)
         x = np.asarray(context.data.x[idx])
-        target = context.predict(candidate).predicted[idx].astype(np.int64)
+        predictions = context.predict(candidate)
+        target = predictions.predicted[idx].astype(np.int64)
         labels = np.asarray(context.data.y[idx])
         setup = self.setup(context, x)
         reasons = {m: r for m in self.methods if (r := ex.applicable(m, model, caps.differentiable))}
+        if self.costly_methods == "none" or (caps.differentiable and self.costly_methods == "without_gradients"):
+            why = "costly: not run (costly_methods = 'none')" if self.costly_methods == "none" else \
+                "costly: run for candidates without gradients (costly_methods = 'all' runs it for every candidate)"
+            reasons.update({m: why for m in ex.COSTLY if m in self.methods and m not in reasons})
         methods = [m for m in self.methods if m not in reasons]
         notes = [] if caps.differentiable else [f"gradient methods not run: {caps.lacks('differentiable')}"]
         if not methods:
@@ -159,6 +209,7 @@ class Explain(Check):
             return float(v.mean()), mean_interval(v, n_boot=n_boot, seed=seed)
 
         rand = curves["random"]
+        infidelity = self.infidelity(model, x, target, setup, attributions, context.seed)
         table = {}
         for m in methods:
             c = curves[m]
@@ -166,11 +217,22 @@ class Explain(Check):
             verdict = "better than random" if lo > 0 else ("worse than random" if hi < 0 else "no better than random")
             table[m] = {"gain": gain, "low": lo, "high": hi, "verdict": verdict,
                         **{k: _row(*interval(c[f"{k}_auc"])) for k in ("deletion", "insertion")},
+                        "infidelity": _row(*interval(infidelity[m])) if m in infidelity else None,
                         "curve": {k: c[k].mean(0).tolist() for k in ("deletion", "insertion")}}
         best = max(methods, key=lambda m: table[m]["gain"])
+        # Max-sensitivity re-runs a method on every noisy copy: by default only the most faithful one's (its headline metric).
+        sensitivity = self.sensitivity(model, x, target, setup, methods if self.sensitivity_methods == "all" else [best], context.seed)
+        for m in methods:
+            table[m]["max_sensitivity"] = _row(*interval(sensitivity[m])) if m in sensitivity else None
+        if self.sensitivity_samples and setup.tokens:
+            notes.append("max-sensitivity not measured: token ids have no small perturbation")
         common = {"best_method": best, "methods": table, "not_applicable": reasons, "n_examples": len(x), "notes": notes,
                   "agreement": _agreement(attributions, self.top_k, setup.eligible(x)),
                   "shortcuts": self._shortcuts(context, x, labels, setup, attributions[best]),
+                  "examples": self._examples(context, idx, x, labels, target, predictions.probs[idx], setup, attributions[best], best),
+                  "yeh": {"infidelity_samples": self.infidelity_samples, "removed_share": yeh.REMOVED_SHARE,
+                          "sensitivity_samples": self.sensitivity_samples, "sensitivity_radius": self.sensitivity_radius,
+                          "sensitivity_methods": self.sensitivity_methods, "sensitivity_examples": min(self.sensitivity_examples, len(x))},
                   "random": {k: _row(*interval(rand[f"{k}_auc"])) | {"curve": rand[k].mean(0).tolist()} for k in ("deletion", "insertion")}}
         ev = [
             self.evidence(candidate, "faithfulness_gain", table[best]["gain"], (table[best]["low"], table[best]["high"]), details=common,
@@ -178,6 +240,10 @@ class Explain(Check):
             *(self.evidence(candidate, f"{k}_auc", table[best][k]["value"], table[best][k]["interval"], details={"method": best})
               for k in ("deletion", "insertion")),
         ]
+        if table[best]["max_sensitivity"] is not None:
+            row = table[best]["max_sensitivity"]
+            ev.append(self.evidence(candidate, "max_sensitivity", row["value"], tuple(row["interval"]),
+                                    details={"method": best, "samples": self.sensitivity_samples, "radius": self.sensitivity_radius}))
         if caps.differentiable:
             ev.append(self._sanity(candidate, model, x, target, setup, attributions, best, seed))
         if "integrated_gradients" in attributions:
@@ -228,6 +294,37 @@ class Explain(Check):
         if task.modality == "image":
             found["map_shape"] = list(setup.shape[1:])
         return found
+
+    def _examples(self, context, idx, x, labels, target, probs, setup: ex.Setup, attributions: np.ndarray, best: str) -> list[dict]:
+        """The most confident right and wrong predictions of the sample: input, label, prediction and the best method's attribution."""
+        task = context.task
+        confidence = probs[np.arange(len(x)), target]
+        picks = am.confident_examples(labels == target, confidence)
+        rows = np.array([i for _, i in picks], dtype=np.int64)
+        keep = setup.eligible(x[rows]) if setup.tokens else None  # a text's padding is dropped
+        out = []
+        for j, ((role, i), shown) in enumerate(zip(picks, _example_inputs(task, x[rows], setup, keep))):
+            attribution = attributions[i][keep[j]] if setup.tokens else attributions[i]
+            out.append({"role": role, "index": int(idx[i]), "label": str(task.class_names[labels[i]]),
+                        "predicted": str(task.class_names[target[i]]), "confidence": float(confidence[i]), "method": best,
+                        "attribution": attribution.tolist(), "input": shown})
+        return out
+
+
+def _example_inputs(task, x: np.ndarray, setup: ex.Setup, keep: np.ndarray | None) -> list[dict]:
+    """What a person sees of each input: the image or signal (model units), the table row as the user wrote it, the kept tokens."""
+    if not len(x):
+        return []
+    if setup.tokens:
+        names = _token_names(task.pipeline, x)
+        return [{"tokens": [names[int(t)] for t in row[k]]} for row, k in zip(x, keep)]
+    if task.modality == "tabular":
+        pipeline = task.pipeline
+        if pipeline is not None and hasattr(pipeline, "inverse"):
+            frame = pipeline.inverse(x)
+            return [{"columns": list(setup.names), "values": [str(v) for v in frame[setup.names].iloc[r].tolist()]} for r in range(len(x))]
+        return [{"columns": list(setup.names), "values": [str(v) for v in row.tolist()]} for row in x]
+    return [{"shape": list(row.shape), "values": row.astype(np.float64).ravel().tolist()} for row in x]
 
 
 def _row(value: float, ci: tuple[float, float]) -> dict:

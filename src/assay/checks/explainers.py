@@ -13,12 +13,16 @@ Methods: ``saliency`` (Simonyan et al. 2014), ``integrated_gradients``
 models), ``smoothgrad`` (Smilkov et al. 2017), ``gradient_shap`` (Lundberg &
 Lee 2017), ``ablation`` (Zeiler & Fergus 2014: occlusion of one feature at a
 time, the baseline in its place), ``grad_cam`` (Selvaraju et al. 2017; the
-last conv stage of a CNN) and ``attention_rollout`` (Abnar & Zuidema 2020;
-models whose forward pass returns attention).
+last conv stage of a CNN), ``kernel_shap`` (Lundberg & Lee 2017, Captum's
+``KernelShap`` one example at a time over coarse features: image patches,
+signal windows, table columns, tokens) and ``attention_rollout`` (Abnar &
+Zuidema 2020; models whose forward pass returns attention).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,13 +30,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import require
 from ..models import gradients as grad
 from ..models.forward import forward_pass, has_attention
+from ..models.inputs import as_input
 from . import attribution_math as am
 
 GRADIENT_METHODS = ("saliency", "integrated_gradients", "smoothgrad", "gradient_shap", "grad_cam", "attention_rollout")
-GRADIENT_FREE = ("ablation",)
-METHODS = (*GRADIENT_METHODS[:4], "ablation", "grad_cam", "attention_rollout")
+GRADIENT_FREE = ("ablation", "kernel_shap")
+METHODS = (*GRADIENT_METHODS[:4], "ablation", "kernel_shap", "grad_cam", "attention_rollout")
+COSTLY = ("kernel_shap",)  # ~20x a gradient method: by default only for candidates without gradients (Explain's costly_methods)
+CAPTUM_METHODS = ("kernel_shap",)  # the others are the gradient helper's own (equal to Captum's, tested)
 
 
 @dataclass
@@ -46,6 +54,8 @@ class Setup:
         tokens: inputs are token ids (features are positions).
         baseline: ``(N, ...)`` the "absent" input for each example (pad ids, a blurred image, the mean row).
         references: rows GradientSHAP draws its baselines from.
+        shap_samples: coalitions KernelSHAP evaluates per example.
+        shap_features: about how many patches (images) or windows (signals) KernelSHAP reads an input in.
     """
 
     names: list[str]
@@ -59,6 +69,8 @@ class Setup:
     seed: int = 0
     chunk: int = 256
     batch_size: int = 512
+    shap_samples: int = 64
+    shap_features: int = 16
 
     def features(self, attributions: np.ndarray | torch.Tensor) -> np.ndarray:
         """``(N, F)`` from attributions in input (or, for tokens, ``(N, T)`` per-token) units."""
@@ -170,6 +182,75 @@ def ablation(model, x, target, setup: Setup) -> np.ndarray:
     return p[:, :1] - p[:, 1:]
 
 
+def coarse_features(setup: Setup) -> np.ndarray:
+    """``(F,)``: the KernelSHAP player each feature belongs to: square patches of pixels, windows of steps, else the feature itself.
+
+    KernelSHAP's regression needs many coalitions per player, so images are
+    read in patches of side ``ceil(sqrt(H W / shap_features))`` (2x2 on 8x8
+    digits) and signals in windows of ``ceil(L / shap_features)`` steps; a
+    table's columns and a text's tokens are players as they are.
+    """
+    spatial = setup.shape[1:] if not setup.tokens else ()
+    if len(spatial) == 2:
+        h, w = spatial
+        side = int(np.ceil(np.sqrt(h * w / setup.shap_features)))
+        row, col = np.divmod(np.arange(h * w), w)
+        return (row // side) * int(np.ceil(w / side)) + col // side
+    if len(spatial) == 1:
+        return np.arange(spatial[0]) // int(np.ceil(spatial[0] / setup.shap_features))
+    return np.arange(len(setup.groups))
+
+
+def shap_mask(setup: Setup, eligible: np.ndarray) -> tuple[np.ndarray, int]:
+    """One example's Captum ``feature_mask`` ``(D,)`` (player ids ``0..P-1``) and ``P``, the number of real players.
+
+    Players are the coarse features with an eligible feature; every dimension
+    that is already the baseline (padding) is pooled into one last player
+    (id ``P``), which has no effect on the model and gets no attribution.
+    """
+    coarse = coarse_features(setup)
+    owner = am.owner_of(setup.groups, int(np.prod(setup.shape)))
+    live = np.unique(coarse[eligible])  # coarse features with something to remove
+    ids = np.full(coarse.max(initial=-1) + 2, len(live), dtype=np.int64)  # default: the pooled player
+    ids[live] = np.arange(len(live))
+    dims = np.where(owner >= 0, coarse[np.maximum(owner, 0)], -1)
+    return ids[dims], len(live)
+
+
+def kernel_shap(model, x, target, setup: Setup) -> np.ndarray:
+    """KernelSHAP (Lundberg & Lee 2017): Captum's ``KernelShap``, one example at a time, seeded ``seed + i``.
+
+    Each example's ``shap_samples`` coalitions are evaluated in one call of
+    the batched forward pass (``perturbations_per_eval``), the target's logit
+    explained as the gradient methods explain it. A player's Shapley value is
+    shared out over its features by their number of input dimensions, so a
+    patch's pixels share its value and the attributions keep its sum.
+    """
+    attr = require("captum.attr", "explain")
+    xs, target = np.asarray(torch.as_tensor(x).cpu()), np.asarray(torch.as_tensor(target).cpu())
+    explainer = attr.KernelShap(_logits_through(model, setup.batch_size))
+    eligible = setup.eligible(xs)
+    out = np.zeros((len(xs), len(setup.groups)))
+    for i in range(len(xs)):
+        mask, players = shap_mask(setup, eligible[i])
+        if players == 0:  # nothing differs from the baseline: nothing to attribute
+            continue
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            torch.manual_seed(setup.seed + i)
+            warnings.simplefilter("ignore")  # Captum warns of its own defaults (the linear model's fit)
+            phi = explainer.attribute(
+                as_input(xs[i : i + 1]), baselines=as_input(setup.baseline[i : i + 1]), target=int(target[i]),
+                feature_mask=torch.as_tensor(mask).view(1, *setup.shape), n_samples=setup.shap_samples,
+                perturbations_per_eval=min(setup.shap_samples, setup.batch_size), return_input_shape=False)
+        out[i] = am.share_out(phi.detach().double().numpy().ravel()[:players], mask, setup.groups)
+    return out
+
+
+def _logits_through(model: nn.Module, batch_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``inputs -> logits`` through the one batched forward pass: what Captum's perturbation methods call."""
+    return lambda inputs: forward_pass(model, inputs, batch_size=batch_size).logits
+
+
 def grad_cam(model, x, target, setup: Setup) -> np.ndarray:
     """Grad-CAM on the last conv stage's output, upsampled (bilinear) to the input and read per position."""
     layer = cam_layer(model)
@@ -181,13 +262,21 @@ def grad_cam(model, x, target, setup: Setup) -> np.ndarray:
 
 
 def attention_rollout(model, x, target, setup: Setup) -> np.ndarray:
-    """The [CLS] row of the attention rollout, spread back over the tokens (or patches' pixels) it covers."""
-    maps = forward_pass(model, np.asarray(x.cpu()), batch_size=setup.batch_size, logits=False, attention=True).attention
-    cls = am.attention_rollout([m.numpy() for m in maps])[:, 0, 1:]  # (N, T'): from [CLS] to each token or patch
+    """What the model's output draws on from each token (or each patch's pixels), read from the attention rollout.
+
+    The zoo transformer reads its prepended [CLS] token: the rollout's [CLS]
+    row, its own column dropped. A mean-pooled encoder (MiniLM, its body's
+    ``pooling = "mean"``) reads every kept token: the mean of their rows.
+    """
+    xs = np.asarray(torch.as_tensor(x).cpu())
+    maps = forward_pass(model, xs, batch_size=setup.batch_size, logits=False, attention=True).attention
+    rollout = am.attention_rollout([m.numpy() for m in maps])  # (N, T', T')
+    pooling = getattr(getattr(model, "body", None), "pooling", "cls")
+    read = am.rollout_readout(rollout, pooling, setup.eligible(xs) if pooling == "mean" else None)  # (N, T) or (N, patches)
     if setup.tokens:
-        return cls
+        return read
     spatial = setup.shape[1:]
-    t = torch.as_tensor(cls, dtype=torch.float32)
+    t = torch.as_tensor(read, dtype=torch.float32)
     if len(spatial) == 2:
         side = int(round(np.sqrt(t.shape[1])))
         t = t.view(len(t), 1, side, -1)
@@ -198,7 +287,7 @@ def attention_rollout(model, x, target, setup: Setup) -> np.ndarray:
 MethodFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, Setup], np.ndarray]
 REGISTRY: dict[str, MethodFn] = {
     "saliency": saliency, "integrated_gradients": integrated_gradients, "smoothgrad": smoothgrad, "gradient_shap": gradient_shap,
-    "ablation": ablation, "grad_cam": grad_cam, "attention_rollout": attention_rollout,
+    "ablation": ablation, "kernel_shap": kernel_shap, "grad_cam": grad_cam, "attention_rollout": attention_rollout,
 }
 
 
@@ -219,6 +308,8 @@ def applicable(method: str, model: nn.Module, differentiable: bool) -> str | Non
         return "needs a differentiable CNN (a conv stage)"
     if method == "attention_rollout" and not has_attention(model):
         return "needs attention maps"
+    if method in CAPTUM_METHODS and importlib.util.find_spec("captum") is None:
+        return "needs Captum: pip install 'assay[explain]'"
     return None
 
 

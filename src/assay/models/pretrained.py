@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -46,7 +47,15 @@ def weights_digest(source: str) -> str:
 
 
 class TextEncoder(nn.Module):
-    """A transformers encoder turning token ids ``(B, T)`` into sentence embeddings ``(B, D)``."""
+    """A transformers encoder turning token ids ``(B, T)`` into sentence embeddings ``(B, D)``.
+
+    ``encode(ids, attention=True)`` also returns each layer's attention
+    weights, which ``models.forward.forward_pass(..., attention=True)`` and
+    the explain check's attention rollout read. ``pooling`` tells the rollout
+    how the embedding reads the tokens: their masked mean (no [CLS] readout).
+    """
+
+    pooling = "mean"
 
     def __init__(self, source: str) -> None:
         super().__init__()
@@ -63,11 +72,44 @@ class TextEncoder(nn.Module):
         self.dim = self.model.config.hidden_size
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.encode(ids)[0]
+
+    def encode(self, ids: torch.Tensor, attention: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The sentence embeddings ``(B, D)`` and, when asked, each layer's attention ``(B, heads, T, T)`` (else ``[]``).
+
+        The model runs with PyTorch's fused attention (sdpa), which returns no
+        weights (transformers then hands back an empty tuple, silently); a call
+        that asks for them runs the eager implementation, same weights and
+        outputs to float tolerance, and puts the fused one back.
+        """
         mask = (ids != 0).long()
-        hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, T, D)
+        if attention:
+            with _eager_attention(self.model):
+                out = self.model(input_ids=ids, attention_mask=mask, output_attentions=True)
+            maps = list(out.attentions or ())
+            if len(maps) != self.model.config.num_hidden_layers:
+                raise ModelError(f"{type(self.model).__name__}: returned {len(maps)} attention maps for "
+                                 f"{self.model.config.num_hidden_layers} layers; it cannot be explained by attention rollout")
+        else:
+            out, maps = self.model(input_ids=ids, attention_mask=mask), []
+        hidden = out.last_hidden_state  # (B, T, D)
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)  # (B, D)
-        return nn.functional.normalize(pooled, dim=-1)
+        return nn.functional.normalize(pooled, dim=-1), maps
+
+
+@contextmanager
+def _eager_attention(model: nn.Module) -> Iterator[None]:
+    """The eager attention implementation for the block (the only one that returns weights), the model's own restored after."""
+    before = model.config._attn_implementation
+    if before == "eager":
+        yield
+        return
+    model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(before)
 
 
 def _attention_layers(encoder: TextEncoder) -> list[nn.Module]:
