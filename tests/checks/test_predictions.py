@@ -83,3 +83,52 @@ def test_a_bad_predictions_file_is_recomputed_and_overwritten(mlp, digits, tmp_p
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the file was overwritten with sound predictions
         np.testing.assert_array_equal(PredictionCache(tmp_path).get(mlp, digits).logits, good)
+
+
+def test_adversarial_views_are_made_once_per_source_and_settings_and_checked_on_reading(mlp, cnn, digits, tmp_path):
+    """adv:NAME@EPS[:from=SOURCE]: keyed by the candidates and the attack's settings; a file for other rows is recomputed."""
+    from assay.checks.predictions import Adversary, AdversarialView
+    from assay.errors import ModelError, SpecError
+    from assay.models.attacks import AttackSettings
+
+    rows = np.arange(0, 60, 3)
+    fgsm = Adversary(AttackSettings(attack="fgsm"), rows=rows)
+    cache = PredictionCache(tmp_path)
+    own = cache.get(cnn, digits, view="adv:fgsm@0.1", adversary=fgsm)
+    assert own.logits.shape == (20, 10) and np.array_equal(own.rows, rows) and np.array_equal(own.labels, digits.test.y[rows])
+    assert own.inputs.shape == (4, 1, 8, 8) and np.abs(own.inputs - digits.test.x[rows[:4]]).max() <= 0.1 + 1e-6
+    # The CNN's examples shown to the MLP: generated once (the CNN's own view made them), the MLP's file names the CNN.
+    spent = cache.attack_seconds
+    moved = cache.get(mlp, digits, view="adv:fgsm@0.1:from=cnn", adversary=Adversary(fgsm.settings, rows=rows, source=cnn))
+    assert cache.attack_seconds == spent
+    x_adv = torch.as_tensor(own.inputs)
+    np.testing.assert_allclose(moved.logits[:4], mlp.predict(x_adv).numpy(), atol=1e-5)
+    assert [p.name for p in (tmp_path / mlp.id).iterdir()][0].count(cnn.id) == 1
+    # Other settings are another view; the same ones on a fresh cache are read back from disk.
+    longer = cache.get(cnn, digits, view="adv:pgd@0.1", adversary=Adversary(AttackSettings(attack="pgd", steps=3), rows=rows))
+    assert cache.attack_seconds > spent and len(list((tmp_path / cnn.id).iterdir())) == 2
+    again = PredictionCache(tmp_path)
+    assert np.array_equal(again.get(cnn, digits, view="adv:pgd@0.1", adversary=Adversary(AttackSettings(attack="pgd", steps=3), rows=rows)).logits,
+                          longer.logits) and again.attack_seconds == 0
+    # A stored file claiming other rows is not trusted.
+    path = next((tmp_path / cnn.id).glob("*adv-pgd*"))
+    with np.load(path) as z:
+        arrays = dict(z)
+    arrays["rows"] = arrays["rows"][::-1].copy()
+    np.savez(path, **arrays)
+    with pytest.warns(UserWarning, match="other rows of the split than those attacked"):
+        PredictionCache(tmp_path).get(cnn, digits, view="adv:pgd@0.1", adversary=Adversary(AttackSettings(attack="pgd", steps=3), rows=rows))
+    with pytest.raises(SpecError, match="pass it as the Adversary's source"):
+        cache.get(mlp, digits, view="adv:fgsm@0.1:from=cnn")
+    with pytest.raises(SpecError, match="unknown attack 'cw'"):
+        AdversarialView.parse("adv:cw@0.1")
+    assert AdversarialView.parse("adv:pgd@0.1:from=cnn-int8") == AdversarialView("pgd", 0.1, "cnn-int8")
+    from assay.models.candidate import Candidate
+
+    frozen = Candidate("no-grad", cnn.model, cnn.provenance)
+    frozen.model.differentiable = False
+    try:
+        with pytest.raises(ModelError, match="use adv:square@0.1 or a transfer view"):
+            cache.get(frozen, digits, view="adv:apgd@0.1")
+    finally:
+        del frozen.model.differentiable
