@@ -23,7 +23,7 @@ RANK = {
     "checks": 4, "recipes": 4, "audit": 4, "select": 4, "policy": 3,
     "report": 5, "store": 5,
     "spec": 6, "resolve": 7, "compress": 6,
-    "study": 8, "bring_your_own": 9,
+    "study": 8, "explain_input": 8, "bring_your_own": 9,
     "cli": 9, "__main__": 10,
 }
 SELF_CONTAINED = {"stats", "evidence"}  # import nothing of assay

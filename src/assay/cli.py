@@ -50,6 +50,16 @@ def _threads(text: str) -> int:
     return value
 
 
+def _row(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give a row number from 0, e.g. --row 0") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give a row number from 0, e.g. --row 0")
+    return value
+
+
 def _common(suppress: bool = False) -> argparse.ArgumentParser:
     """The options every command takes. A subcommand's copy has no defaults (``suppress``), so
     ``assay --out X run ...`` keeps X instead of the subcommand resetting it to the default."""
@@ -101,6 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run", help="run id, unique prefix, or 'latest'")
     report = sub.add_parser("report", parents=[sub_common], help="rebuild a run's report and model card", description="Rebuild report.html and model_card.md from the store.")
     report.add_argument("run", help="run id, unique prefix, or 'latest'")
+    explain = sub.add_parser("explain", parents=[sub_common], help="predict and explain one input with a stored candidate",
+                             description="Read one input with the run's task (an image file, a CSV row, a text file, a signal as .npy "
+                             "or one line of numbers), print the candidate's prediction and top 3 classes, and write its attribution "
+                             "next to the run (runs/<id>/explanations/: a PNG, or HTML for text, and the numbers as JSON).")
+    explain.add_argument("run", help="run id, unique prefix, or 'latest'")
+    explain.add_argument("--candidate", required=True, metavar="NAME", help="the candidate to explain, by its name in the run")
+    explain.add_argument("--input", required=True, type=Path, metavar="FILE", help="the input file")
+    explain.add_argument("--method", metavar="M", help="attribution method (default: the run's most faithful for the candidate, "
+                         "else integrated_gradients, or ablation for a model without gradients)")
+    explain.add_argument("--row", type=_row, metavar="K", help="the row of a table file to explain (0-based; needed when it holds several)")
     return parser
 
 
@@ -266,7 +286,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"demo": _cmd_demo, "run": _cmd_run, "compress": _cmd_compress, "runs": _cmd_runs, "show": _cmd_show, "report": _cmd_report}
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .explain_input import explain_input, summary
+    from .store import Store
+
+    _set_threads(args)
+    found = explain_input(Store(args.out), args.run, args.candidate, args.input, method=args.method, row=args.row, device=args.device)
+    print(summary(found))
+    return 0
+
+
+_COMMANDS = {"demo": _cmd_demo, "run": _cmd_run, "compress": _cmd_compress, "runs": _cmd_runs, "show": _cmd_show, "report": _cmd_report,
+             "explain": _cmd_explain}
 
 def _summary(run_id, candidates, evidence, decision) -> str:
     """Candidates x key metrics (with intervals), gate results and the decision.

@@ -51,7 +51,8 @@ def test_section_has_every_candidate_method_verdict_and_the_random_baseline(run)
             assert f"<code>{method}</code>" in section
         assert any(row["verdict"] in section for row in methods.values())
     assert section.count("random attribution</th>") == 4  # the baseline row under each table
-    assert 'id="fig-explain_curves"' in section and section.count('id="fig-attribution_maps"') == 4
+    maps = section.count('id="fig-attribution_maps"') + section.count('id="fig-class_attribution_maps"')  # full class maps where the run kept them
+    assert 'id="fig-explain_curves"' in section and maps == 4
     assert "Not run: " in section  # the int8/ONNX children: gradient methods and why
     assert 'href="#explanations"' in html
     assert "Evidence: explain" not in html  # one section, not the generic one as well

@@ -3,9 +3,11 @@
 Built from the explain check's records on the test split: per candidate and
 method, the deletion and insertion AUCs, the paired gain over a random
 attribution with its interval and the verdict, the model-randomisation
-sanity check; the curves; where each model looks (a heatmap per class for
-images and signals, bars for table columns, highlighted tokens for text);
-and explanation drift against the parent.
+sanity check; the curves; where each model looks (each class's full mean
+map for images and signals, bars for table columns, highlighted tokens for
+text); the most confident right and wrong predictions with their
+attributions; and explanation drift against the parent. Data a run made
+before the check recorded it (full class maps, examples) is simply not drawn.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..evidence import Evidence
-from . import explain_plots  # noqa: F401  (registers its figures)
+from . import explain_plots  # registers its figures; draws single examples
 from .data import ReportData
 from .plots import PlotStyle, Rendered, render
 
@@ -95,21 +97,32 @@ def _candidate(by: dict[tuple[str, str], Evidence], name: str, chosen: bool, mod
 
 def _where_it_looks(gain: Evidence, modality: str, style: PlotStyle) -> list[Rendered]:
     if modality == "text":
-        return []  # tokens are shown as highlighted text, not a picture
-    name = "column_importance" if modality == "tabular" else "attribution_maps"
-    drawn = render(name, [gain], style)
-    return [replace(drawn, title=f"{drawn.title}: {gain.candidate} ({gain.details.get('best_method', '')})")]
+        return []  # tokens, and the examples' tokens, are shown as highlighted text, not a picture
+    if modality == "tabular":
+        names = ["column_importance"]
+    else:  # full per-class maps where the check kept them; a run made before that has only each class's top positions
+        names = ["class_attribution_maps" if (gain.details.get("shortcuts") or {}).get("class_mean_abs") else "attribution_maps"]
+    if gain.details.get("examples"):
+        names.append("explain_examples")
+    drawn = [render(name, [gain], style) for name in names]
+    return [replace(d, title=f"{d.title}: {gain.candidate} ({gain.details.get('best_method', '')})") for d in drawn]
 
 
 def _tokens(gain: Evidence) -> list[dict[str, Any]]:
-    """Per class (and overall), the top tokens with a highlight strength in [0, 1] (share of the largest importance shown)."""
+    """Per class (and overall), the top tokens with a highlight strength in [0, 1] (share of the largest importance shown),
+    then each explained example's text with its tokens highlighted by |attribution| (the sign in the hover title)."""
     found = gain.details.get("shortcuts", {})
     groups = [("all classes", found.get("top") or []), *((f"class {c}", rows) for c, rows in (found.get("per_class") or {}).items())]
     peak = max((r["importance"] for _, rows in groups for r in rows), default=0.0) or 1.0
-    return [{"label": label, "tokens": [{"text": str(r["feature"]), "alpha": round(0.12 + 0.78 * r["importance"] / peak, 3),
-                                         "title": f"mean |attribution| {r['importance']:.3g}" + (f" over {r['count']} occurrences" if "count" in r else "")}
-                                        for r in rows]}
-            for label, rows in groups if rows]
+    out = [{"label": label, "tokens": [{"text": str(r["feature"]), "alpha": round(0.12 + 0.78 * r["importance"] / peak, 3),
+                                        "title": f"mean |attribution| {r['importance']:.3g}" + (f" over {r['count']} occurrences" if "count" in r else "")}
+                                       for r in rows]}
+           for label, rows in groups if rows]
+    for example in gain.details.get("examples") or []:
+        if explain_plots.example_kind(example) == "text":
+            out.append({"label": explain_plots.example_title(example).replace("\n", ": "),
+                        "tokens": explain_plots.token_highlights(example["input"]["tokens"], example["attribution"])})
+    return out
 
 
 def _drift(e: Evidence | None) -> dict[str, Any] | None:
