@@ -301,7 +301,7 @@ class Explain(Check):
         confidence = probs[np.arange(len(x)), target]
         picks = am.confident_examples(labels == target, confidence)
         rows = np.array([i for _, i in picks], dtype=np.int64)
-        keep = setup.eligible(x[rows]) if setup.tokens else None  # a text's padding is dropped
+        keep = setup.eligible(x)[rows] if setup.tokens else None  # a text's padding is dropped
         out = []
         for j, ((role, i), shown) in enumerate(zip(picks, _example_inputs(task, x[rows], setup, keep))):
             attribution = attributions[i][keep[j]] if setup.tokens else attributions[i]
