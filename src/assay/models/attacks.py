@@ -123,15 +123,20 @@ class Constraint:
     def masked(self, t: torch.Tensor) -> torch.Tensor:
         return t if self.mask is None else t * self.mask.to(t.device, t.dtype)
 
-    def clip(self, adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``adv`` inside the valid range (widened to hold the clean ``x``)."""
-        if self.high is not None:
-            adv = torch.minimum(adv, torch.maximum(self.high.to(adv.device, adv.dtype), x))
-        if self.low is not None:
-            adv = torch.maximum(adv, torch.minimum(self.low.to(adv.device, adv.dtype), x))
-        return adv
+    def bounds(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The valid range around clean inputs ``x``, widened to hold them: computed once per attack, used at every step."""
+        low = None if self.low is None else torch.minimum(self.low.to(x.device, x.dtype), x)
+        high = None if self.high is None else torch.maximum(self.high.to(x.device, x.dtype), x)
+        return low, high
 
-    def project(self, adv: torch.Tensor, x: torch.Tensor, radius: float, norm: str) -> torch.Tensor:
+    def clip(self, adv: torch.Tensor, x: torch.Tensor, bounds: tuple | None = None) -> torch.Tensor:
+        """``adv`` inside the valid range (widened to hold the clean ``x``)."""
+        low, high = bounds or self.bounds(x)
+        if low is None and high is None:
+            return adv
+        return torch.clamp(adv, min=low, max=high)
+
+    def project(self, adv: torch.Tensor, x: torch.Tensor, radius: float, norm: str, bounds: tuple | None = None) -> torch.Tensor:
         """The nearest point to ``adv`` within ``radius`` of ``x`` (in ``norm``), with fixed features unmoved and the range kept."""
         delta = self.masked(adv - x)
         if norm == "linf":
@@ -139,7 +144,7 @@ class Constraint:
         else:
             length = delta.flatten(1).norm(dim=1).view(-1, *([1] * (delta.dim() - 1)))
             delta = delta * torch.clamp(radius / (length + 1e-12), max=1.0)
-        return self.clip(x + delta, x)
+        return self.clip(x + delta, x, bounds)
 
 
 def constraint_for(task, model: nn.Module) -> Constraint:
@@ -177,6 +182,11 @@ def constraint_for(task, model: nn.Module) -> Constraint:
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-row cross-entropy ``(B,)``: the loss every gradient attack here ascends."""
     return F.cross_entropy(logits, target, reduction="none")
+
+
+def _summed_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The rows' cross-entropies summed in one fused kernel: the same gradient per row as ``cross_entropy``, a little faster."""
+    return F.cross_entropy(logits, target, reduction="sum")
 
 
 def margin(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -222,13 +232,16 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, constrai
         if len(todo) == 0:
             break
         x0, ids, target = start[todo], x.to(start.device)[todo], y.to(start.device)[todo]
+        bounds = constraint.bounds(x0)
         adv = x0.clone()
         if random_start:
-            adv = constraint.project(x0 + constraint.masked(_uniform_ball(x0, radius, norm, gen)), x0, radius, norm)
+            adv = constraint.project(x0 + constraint.masked(_uniform_ball(x0, radius, norm, gen)), x0, radius, norm, bounds)
         for t in range(steps):
-            _, g = grad.gradients_at(model, ids, adv, target, loss=cross_entropy, chunk=chunk)
+            _, g = grad.gradients_at(model, ids, adv, target, loss=_summed_cross_entropy, chunk=chunk)
             step = alpha if schedule == "constant" else alpha * 0.5 * (1 + math.cos(math.pi * t / steps))
-            adv = constraint.project(adv + step * _direction(constraint.masked(g), norm), x0, radius, norm)
+            adv = constraint.project(adv + step * _direction(constraint.masked(g), norm), x0, radius, norm, bounds)
+        if restarts == 1:  # the first run attacks every example and nothing is left to choose: one forward pass saved
+            return adv
         hit = grad.logits_at(model, ids, adv, chunk=chunk).argmax(1) != target
         keep = hit if restart else torch.ones_like(hit)
         out[todo[keep]] = adv[keep]
@@ -270,31 +283,33 @@ def _apgd_run(model, x0, ids, target, radius, constraint: Constraint, norm, step
     n = len(x0)
     shape = (-1, *([1] * (x0.dim() - 1)))
     checkpoints = _apgd_checkpoints(steps)
-    adv = constraint.project(x0 + constraint.masked(_uniform_ball(x0, radius, norm, gen)), x0, radius, norm)
-    logits, g = grad.gradients_at(model, ids, adv, target, loss=cross_entropy, chunk=chunk)
-    loss = cross_entropy(logits, target)
-    best_loss, best_x, best_g = loss.clone(), adv.clone(), g.clone()
+    bounds = constraint.bounds(x0)
+    adv = constraint.project(x0 + constraint.masked(_uniform_ball(x0, radius, norm, gen)), x0, radius, norm, bounds)
+    logits, g = grad.gradients_at(model, ids, adv, target, loss=_summed_cross_entropy, chunk=chunk)
+    loss = cross_entropy(logits.detach(), target)
+    best_loss, best_x, best_g = loss, adv, g  # replaced, never written into, below
     fooled = logits.argmax(1) != target
-    fooling = adv.clone()  # the fooling point of each fooled example
+    fooling = adv  # the fooling point of each fooled example
     step = torch.full((n,), 2.0 * radius, device=x0.device)
-    previous = adv.clone()
+    previous = adv
     rises = torch.zeros(n, device=x0.device)  # steps since the last checkpoint where the loss rose
-    last_loss, last_best, last_reduced = loss.clone(), best_loss.clone(), torch.ones(n, dtype=torch.bool, device=x0.device)
+    last_loss, last_best, last_reduced = loss, best_loss, torch.ones(n, dtype=torch.bool, device=x0.device)
     since = 0
     for t in range(steps):
         momentum = 0.75 if t > 0 else 1.0
-        z = constraint.project(adv + step.view(shape) * _direction(constraint.masked(g), norm), x0, radius, norm)
-        z = constraint.project(adv + momentum * (z - adv) + (1 - momentum) * (adv - previous), x0, radius, norm)
+        z = constraint.project(adv + step.view(shape) * _direction(constraint.masked(g), norm), x0, radius, norm, bounds)
+        z = constraint.project(adv + momentum * (z - adv) + (1 - momentum) * (adv - previous), x0, radius, norm, bounds)
         previous, adv = adv, z
-        logits, g = grad.gradients_at(model, ids, adv, target, loss=cross_entropy, chunk=chunk)
-        loss = cross_entropy(logits, target)
+        logits, g = grad.gradients_at(model, ids, adv, target, loss=_summed_cross_entropy, chunk=chunk)
+        loss = cross_entropy(logits.detach(), target)
         wrong = logits.argmax(1) != target
-        fooling[wrong & ~fooled] = adv[wrong & ~fooled]
-        fooled |= wrong
+        fooling = torch.where((wrong & ~fooled).view(shape), adv, fooling)  # (torch.where: no boolean indexing in the loop)
+        fooled = fooled | wrong
         rises += (loss > last_loss).float()
         last_loss = loss
         better = loss > best_loss
-        best_x[better], best_g[better], best_loss[better] = adv[better], g[better], loss[better]
+        wider = better.view(shape)
+        best_x, best_g, best_loss = torch.where(wider, adv, best_x), torch.where(wider, g, best_g), torch.where(better, loss, best_loss)
         since += 1
         if checkpoints and t + 1 == checkpoints[0]:
             length = since
@@ -302,9 +317,9 @@ def _apgd_run(model, x0, ids, target, radius, constraint: Constraint, norm, step
             oscillating = rises <= rho * length  # condition 1: the loss rose in too few steps
             stuck = ~last_reduced & (last_best >= best_loss)  # condition 2: no halving and no better loss since the last checkpoint
             reduce = oscillating | stuck
-            step[reduce] /= 2.0
-            adv[reduce], g[reduce] = best_x[reduce], best_g[reduce]
-            last_reduced, last_best, rises, since = reduce, best_loss.clone(), torch.zeros_like(rises), 0
+            step = torch.where(reduce, step / 2.0, step)
+            adv, g = torch.where(reduce.view(shape), best_x, adv), torch.where(reduce.view(shape), best_g, g)
+            last_reduced, last_best, rises, since = reduce, best_loss, torch.zeros_like(rises), 0
     return torch.where(fooled.view(shape), fooling, best_x), fooled
 
 

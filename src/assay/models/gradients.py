@@ -133,6 +133,8 @@ def gradients_at(model: nn.Module, x: torch.Tensor, at: torch.Tensor, target: to
         logits.append(z.detach().float())
     if not grads:
         return torch.zeros((0,), device=device), torch.zeros_like(at)
+    if len(grads) == 1:  # one chunk: no copy
+        return logits[0], grads[0]
     return torch.cat(logits), torch.cat(grads)
 
 
