@@ -22,7 +22,8 @@ from assay.study import Study
 
 pytest.importorskip("captum")
 
-EXPLAIN = {"n_examples": 12, "n_steps": 16, "methods": ["saliency", "integrated_gradients", "ablation"]}
+EXPLAIN = {"n_examples": 12, "n_steps": 16, "methods": ["saliency", "integrated_gradients", "ablation"],
+           "costly_methods": "none", "infidelity_samples": 0, "sensitivity_samples": 0}  # no KernelSHAP, infidelity, sensitivity: seconds saved
 
 
 def study(name: str, task: str, recipes: list[dict]) -> str:
@@ -143,6 +144,24 @@ def test_a_table_row_is_encoded_by_the_task_pipeline_and_attributed_per_original
     _, expected = check_attribution(task, _model(out, run_id, "mlp"), task.pipeline.transform(frame.iloc[[2]]), "integrated_gradients")
     np.testing.assert_allclose(example["attribution"], expected, atol=1e-6)
     assert written(stdout, "written").suffix == ".png"
+
+
+def test_a_row_the_check_explained_gets_the_attribution_the_check_recorded(wine_run, tmp_path):
+    """End to end: an example the explain check kept, written as a raw CSV row and explained again, gives its recorded numbers."""
+    out, run_id = wine_run
+    gain = next(e for e in _evidence(out, run_id) if e.check == "explain" and e.metric == "faithfulness_gain" and e.split == "test")
+    kept = gain.details["examples"][0]
+    task = load_table(out.parent / "wine.csv", label="cultivar", seed=0)
+    task.pipeline.inverse(task.test.x[[kept["index"]]]).to_csv(tmp_path / "kept.csv", index=False)
+
+    code, stdout, stderr = explain(out, run_id, "--candidate", "mlp", "--input", str(tmp_path / "kept.csv"))
+
+    assert code == 0, stderr
+    record = json.loads(written(stdout, "numbers").read_text())
+    assert record["method"] == kept["method"] == gain.details["best_method"]
+    assert record["predicted"] == kept["predicted"] and record["example"]["input"] == kept["input"]
+    np.testing.assert_allclose(record["probabilities"][kept["predicted"]], kept["confidence"], atol=1e-6)
+    np.testing.assert_allclose(record["example"]["attribution"], kept["attribution"], atol=1e-6)
 
 
 def test_a_candidate_without_gradients_gets_its_gradient_free_method(digits_run, tmp_path):
