@@ -95,7 +95,7 @@ def test_a_table_is_explained_per_original_column_with_kernel_shap_and_its_examp
     """Per-class maps and examples on a table: one value per original column; the example rows come back from TablePipeline.inverse."""
     task, model = loans
     ctx = CheckContext(task=task, predictions=PredictionCache(None), n_boot=100)
-    check = Explain(n_examples=24, methods=["integrated_gradients", "kernel_shap"], costly_methods="all", cascade_steps=1)
+    check = Explain(n_examples=16, methods=["integrated_gradients", "kernel_shap"], costly_methods="all", cascade_steps=1)
     gain = _records(check.run(model, ctx))["faithfulness_gain"]
     columns = list(task.pipeline.columns)
     assert set(gain.details["methods"]) == {"integrated_gradients", "kernel_shap"}  # 'all': KernelSHAP for a model with gradients too
