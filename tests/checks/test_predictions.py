@@ -123,6 +123,11 @@ def test_adversarial_views_are_made_once_per_source_and_settings_and_checked_on_
     with pytest.raises(SpecError, match="unknown attack 'cw'"):
         AdversarialView.parse("adv:cw@0.1")
     assert AdversarialView.parse("adv:pgd@0.1:from=cnn-int8") == AdversarialView("pgd", 0.1, "cnn-int8")
+    # A check may also ask for an adv: view by name: prefetch makes it per candidate (default settings, every row), never apply_view.
+    fresh = PredictionCache(None)
+    fresh.prefetch([cnn], digits, {("test", "adv:fgsm@0.05", False)})
+    spent = fresh.attack_seconds
+    assert spent > 0 and len(fresh.get(cnn, digits, view="adv:fgsm@0.05").labels) == len(digits.test) and fresh.attack_seconds == spent
     from assay.models.candidate import Candidate
 
     frozen = Candidate("no-grad", cnn.model, cnn.provenance)
