@@ -134,7 +134,7 @@ def test_one_drawing_shows_an_image_a_signal_and_a_table_row_with_signed_attribu
     attribution, a signed bar per column labelled with the row's value."""
     from matplotlib.figure import Figure
 
-    from assay.report.explain_plots import draw_attribution, explain_examples
+    from assay.report.explain_plots import class_attribution_maps, draw_attribution, explain_examples
 
     _, data = run
     image = next(x for x in _gain(data, "cnn").details["examples"])
@@ -160,6 +160,17 @@ def test_one_drawing_shows_an_image_a_signal_and_a_table_row_with_signed_attribu
     assert len(bars) == 12 and bars["column 0 = v0"] == -1.0 and "column 10 = v10" not in bars  # the 12 strongest, signed
     assert "3 weaker columns not shown" in ax.get_xlabel()
     assert explain_examples([replace(_gain(data, "cnn"), details={"examples": [row, row]})]) is not None
+    long = {**row, "input": {"columns": ["a column whose name goes on and on"], "values": ["0.123"]}, "attribution": [1.0]}
+    ax = Figure().add_subplot()
+    draw_attribution(ax, long)
+    assert ax.get_yticklabels()[0].get_text() == "a column whose name goe… = 0.123"  # a long name is cut, never the value
+
+    # signals: each class's full mean map is a line per class, with all classes together
+    maps = {"mean_abs": np.abs(a).tolist(), "class_mean_abs": {"0": np.abs(a).tolist(), "1": (2 * np.abs(a)).tolist()}}
+    fig = class_attribution_maps([replace(_gain(data, "cnn"), details={"shortcuts": maps})])
+    drawn = {line.get_label(): line.get_ydata() for line in fig.axes[0].get_lines()}
+    assert set(drawn) == {"class 0", "class 1", "all classes"}
+    np.testing.assert_allclose(drawn["class 1"], 2 * np.abs(a))
 
 
 @pytest.mark.browser

@@ -304,7 +304,7 @@ def draw_attribution(ax: Axes, example: Mapping[str, Any]) -> Any:
         order = np.argsort(-np.abs(a), kind="stable")[:MAX_COLUMNS][::-1]  # the strongest on top
         ax.barh(range(len(order)), a[order], color=["#%02x%02x%02x" % (FOR if a[j] >= 0 else AGAINST) for j in order], height=0.65)
         ax.axvline(0, color="#57606a", lw=0.8)
-        ax.set_yticks(range(len(order)), [_short(f"{columns[j]} = {values[j]}") for j in order], fontsize=7.5)
+        ax.set_yticks(range(len(order)), [f"{_short(str(columns[j]), 24)} = {_short(str(values[j]), 12)}" for j in order], fontsize=7.5)
         ax.grid(axis="y", visible=False)
         hidden = len(a) - len(order)
         ax.set_xlabel("attribution" + (f" ({hidden} weaker columns not shown)" if hidden else ""))
