@@ -182,7 +182,7 @@ def read_input(task, path: Path, *, row: int | None = None) -> ReadInput:
     suffix = path.suffix.lower()
     found = ("image" if suffix in IMAGE_SUFFIXES else "array" if suffix in ARRAY_SUFFIXES else "table" if suffix in TABLE_SUFFIXES
              else "parquet" if suffix in (".parquet", ".pq") else "text")
-    accepted = {"image": ("image",), "signal": ("array", "table", "text"), "tabular": ("table",), "text": ("text", "table")}[task.modality]
+    accepted = {"image": ("image",), "signal": ("array", "table", "text"), "tabular": ("table", "parquet"), "text": ("text", "table")}[task.modality]
     if found not in accepted:
         raise DataError(f"{path}: {_kind_text(found, suffix)}, but task '{task.name}' is {_a(task.modality)} task; give {KINDS[task.modality]}")
     if row is not None and task.modality != "tabular":
