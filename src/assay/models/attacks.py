@@ -262,11 +262,14 @@ def apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, constra
 
     Returns:
         ``(N, ...)`` points in gradient space: a fooling point where one was
-        found, else the highest-loss point.
+        found, else the highest-loss point; an example misclassified to begin
+        with is not attacked and comes back unchanged.
     """
     radius = eps * constraint.scale
     start = grad.gradient_space(model, x)
-    out, fooled = start.clone(), torch.zeros(len(x), dtype=torch.bool, device=start.device)
+    out = start.clone()
+    # As AutoAttack does, an example already misclassified is not attacked: it is returned as it is (robust at no radius).
+    fooled = grad.logits_at(model, x, start, chunk=chunk).argmax(1) != y.to(start.device)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(restarts):
         todo = (~fooled).nonzero()[:, 0]
