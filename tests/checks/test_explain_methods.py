@@ -205,3 +205,12 @@ def test_a_texts_examples_are_its_kept_tokens_and_their_attributions(tmp_path):
         kept = ids[ids != 0]
         assert e["input"]["tokens"] == [names[int(t)] for t in kept] and e["input"]["tokens"][0] == "[CLS]"
         assert len(e["attribution"]) == len(kept) < len(ids)
+
+
+def test_without_captum_the_check_runs_and_says_what_it_did_not_measure(mlp, context, monkeypatch):
+    monkeypatch.setattr(ex, "captum_missing", lambda: "needs Captum: pip install 'assay[explain]'")
+    records = {e.metric: e for e in Explain(n_examples=8, methods=["saliency", "kernel_shap"], cascade_steps=1).run(mlp, context)}
+    details = records["faithfulness_gain"].details
+    assert list(details["methods"]) == ["saliency"] and "Captum" in details["not_applicable"]["kernel_shap"]
+    assert details["methods"]["saliency"]["infidelity"] is None and "max_sensitivity" not in records
+    assert any("infidelity and max-sensitivity not measured: needs Captum" in n for n in details["notes"])

@@ -3,7 +3,7 @@
 On a seeded sample of the evaluated split (``n_examples``), each candidate
 is explained by every method that applies to it (``checks/explainers.py``:
 gradient methods need gradients, Grad-CAM a CNN, rollout attention maps; a
-model without gradients gets feature ablation and the reason). Each method
+model without gradients gets feature ablation, KernelSHAP and the reason). Each method
 is then measured, with 95% bootstrap intervals over the examples:
 
 * deletion and insertion AUC (Petsiuk et al. 2018): the predicted class's
@@ -57,7 +57,17 @@ from .metrics import Metric, declare
 
 @register_check
 class Explain(Check):
-    """Attributions for every candidate, each measured against a random baseline and a randomised model."""
+    """Attributions for every candidate, each measured against a random baseline and a randomised model.
+
+    Options beyond the sampling and the methods' own (``n_steps``, ``samples``):
+    ``costly_methods`` (``"without_gradients"``, ``"all"``, ``"none"``): which
+    candidates KernelSHAP explains; ``shap_samples`` coalitions per example
+    over about ``shap_features`` patches or windows; ``infidelity_samples``
+    removal perturbations per example (0: not measured); ``sensitivity_samples``
+    noisy copies within ``sensitivity_radius`` of the value range, for the
+    most faithful method (``sensitivity_methods = "best"``) or every one
+    (``"all"``), on the sample's first ``sensitivity_examples``.
+    """
 
     name = "explain"
     metrics = declare(
@@ -158,14 +168,14 @@ class Explain(Check):
         return out
 
     def infidelity(self, model, x, target, setup: ex.Setup, attributions: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
-        """Per method, ``(N,)`` infidelity (Yeh et al. 2019); empty when ``infidelity_samples`` is 0."""
-        if not self.infidelity_samples:
+        """Per method, ``(N,)`` infidelity (Yeh et al. 2019); empty when ``infidelity_samples`` is 0 or Captum is missing."""
+        if not self.infidelity_samples or ex.captum_missing():
             return {}
         return {m: yeh.infidelity(model, x, target, setup, a, samples=self.infidelity_samples, seed=seed) for m, a in attributions.items()}
 
     def sensitivity(self, model, x, target, setup: ex.Setup, methods: list[str], seed: int) -> dict[str, np.ndarray]:
         """Per method, max-sensitivity (Yeh et al. 2019) of the sample's first ``sensitivity_examples``; empty for token inputs or 0 samples."""
-        if not self.sensitivity_samples or setup.tokens:
+        if not self.sensitivity_samples or setup.tokens or ex.captum_missing():
             return {}
         k = min(self.sensitivity_examples, len(x))  # the method runs again on every noisy copy: a bounded share of the sample
         part = replace(setup, baseline=setup.baseline[:k])
@@ -226,6 +236,8 @@ class Explain(Check):
             table[m]["max_sensitivity"] = _row(*interval(sensitivity[m])) if m in sensitivity else None
         if self.sensitivity_samples and setup.tokens:
             notes.append("max-sensitivity not measured: token ids have no small perturbation")
+        if (self.infidelity_samples or self.sensitivity_samples) and (why := ex.captum_missing()):
+            notes.append(f"infidelity and max-sensitivity not measured: {why}")
         common = {"best_method": best, "methods": table, "not_applicable": reasons, "n_examples": len(x), "notes": notes,
                   "agreement": _agreement(attributions, self.top_k, setup.eligible(x)),
                   "shortcuts": self._shortcuts(context, x, labels, setup, attributions[best]),

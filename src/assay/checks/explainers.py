@@ -308,9 +308,14 @@ def applicable(method: str, model: nn.Module, differentiable: bool) -> str | Non
         return "needs a differentiable CNN (a conv stage)"
     if method == "attention_rollout" and not has_attention(model):
         return "needs attention maps"
-    if method in CAPTUM_METHODS and importlib.util.find_spec("captum") is None:
-        return "needs Captum: pip install 'assay[explain]'"
+    if method in CAPTUM_METHODS:
+        return captum_missing()
     return None
+
+
+def captum_missing() -> str | None:
+    """Why Captum's methods and metrics cannot run here (``None``: it is installed); the rest of the check runs without it."""
+    return None if importlib.util.find_spec("captum") is not None else "needs Captum: pip install 'assay[explain]'"
 
 
 def target_probability(model: nn.Module, x: np.ndarray, target: np.ndarray, batch_size: int) -> np.ndarray:
