@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from assay.report.html import build_context
+from assay.report.html import render_html
 from assay.report.plots import PlotStyle
 from assay.report.poisoning_section import model_card_lines, poisoning_section
 
@@ -52,18 +52,8 @@ def data(tmp_path_factory):
 
 
 def _page(data) -> str:
-    """The report page with the Poisoning section included before the decision, as the lead's wiring will put it."""
-    import jinja2
-
-    from assay.report import html
-
-    source = (html._TEMPLATES / "report.html.j2").read_text(encoding="utf-8")
-    source = source.replace('<section id="decision">', '{% include "poisoning.html.j2" %}\n<section id="decision">', 1)
-    env = jinja2.Environment(loader=jinja2.ChoiceLoader([jinja2.DictLoader({"page": source}), jinja2.FileSystemLoader(html._TEMPLATES)]),
-                             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    names = data.candidate_names()
-    context = build_context(data)
-    return env.get_template("page").render(**context, poisoning=poisoning_section(data, names, PlotStyle.for_candidates(names, data.chosen)))
+    """The report page as written."""
+    return render_html(data)
 
 
 def _section(page: str) -> str:

@@ -30,6 +30,7 @@ from .data import (
 from . import battery_plots, compression_plots  # noqa: F401  (register their figures)
 from .compression import compression_section
 from .explain_section import explain_section
+from .poisoning_section import poisoning_section
 from .label_efficiency import label_efficiency_section
 from .label_efficiency_plots import render_label_efficiency
 from .findings import worst_findings
@@ -78,7 +79,8 @@ def build_context(data: ReportData) -> dict[str, Any]:
     names = data.candidate_names()
     style = PlotStyle.for_candidates(names, data.chosen)
     headline = data.headline()
-    explanations = explain_section(data, names, style)
+    # Checks with a section of their own (explanations, poisoning) instead of the generic one.
+    own = {"explain": explain_section(data, names, style), "poisoning": poisoning_section(data, names, style)}
     return {
         "data": data,
         "created": fmt_time(data.created),
@@ -88,9 +90,9 @@ def build_context(data: ReportData) -> dict[str, Any]:
         "task": _task(data.task),
         "candidates": [_provenance(data.candidate(n), n == data.chosen) for n in names],
         "training_figure": render_training_curves(data.candidates, style),
-        # The explain check has a section of its own (explain_section.py) instead of the generic one.
-        "checks": [_check_section(data, check, names, style) for check in data.checks() if not (check == "explain" and explanations)],
-        "explanations": explanations,
+        "checks": [_check_section(data, check, names, style) for check in data.checks() if not own.get(check)],
+        "explanations": own["explain"],
+        "poisoning": own["poisoning"],
         "decision": _decision(data, names),
         "pareto_figure": render_pareto(data.decision, headline, style),
         "label_figure": render_label_efficiency(data.candidates, headline, data.task),

@@ -17,6 +17,7 @@ from ..checks import load_all
 from ..checks.base import known_metrics
 from ..evidence import Evidence
 from .explain_section import explain_records, faithful_methods
+from .poisoning_section import model_card_lines as poisoning_lines
 from .data import ReportData, arch_text, failed_gates, fmt_number, fmt_time, gate_status, policy_metrics
 
 # What no registered check covers yet: the card still says the model was not validated for it.
@@ -38,7 +39,8 @@ def render_model_card(data: ReportData) -> str:
         parts.append(_no_choice(data))
     else:
         parts += [_details(data, chosen), _intended_use(data), _training_data(data), _evaluation_data(data),
-                  _metrics(data, chosen), _calibration_efficiency(data.headline().get(chosen, {})), _explanations(data, chosen)]
+                  _metrics(data, chosen), _calibration_efficiency(data.headline().get(chosen, {})), _explanations(data, chosen),
+                  _poisoning(data, chosen)]
     parts += [_caveats(data), _reproduce(data)]
     return "\n\n".join(p.strip() for p in parts if p.strip()) + "\n"
 
@@ -173,6 +175,11 @@ def _calibration_efficiency(row: Mapping[str, Evidence]) -> str:
         lines.append(f"- **Size:** {text('size_mb')} of weights"
                      + (f", {fmt_number(int(row['parameters'].value))} parameters" if "parameters" in row else ""))
     return "\n".join(lines) if len(lines) > 1 else ""
+
+
+def _poisoning(data: ReportData, chosen: str) -> str:
+    lines = poisoning_lines(data, chosen)
+    return "## Poisoning\n\n" + "\n".join(lines) if lines else ""
 
 
 def _explanations(data: ReportData, chosen: str) -> str:
