@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError, SpecError
-from .overlap import SHARED_ROWS, with_shared_rows
 from .task import Task
 from .transforms import TRANSFORMS, TransformContext, apply_transforms, transforms_in
 
@@ -32,10 +31,7 @@ def load_task(table: Mapping[str, Any], *, base_dir: Path, seed: int, where: str
         task = load_builtin(source["builtin"], seed=seed, where=where, **options)  # options checked against the loader's signature
     else:
         task = load_source(source, base_dir=base_dir, seed=seed, where=where)
-    task = apply_transforms(task, transforms, TransformContext(seed=seed, base_dir=Path(base_dir), where=where))
-    if transforms and SHARED_ROWS in task.info:  # the splits changed (max_rows, holdout_classes ...): count what is evaluated
-        task = with_shared_rows(task)
-    return task
+    return apply_transforms(task, transforms, TransformContext(seed=seed, base_dir=Path(base_dir), where=where))
 
 
 def load_source(spec: Mapping[str, Any], *, base_dir: Path, seed: int, where: str = "study.toml [task]") -> Task:

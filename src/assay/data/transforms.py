@@ -48,6 +48,7 @@ import numpy as np
 
 from .._options import Limit, at_least, between, construct, option_names
 from ..errors import DataError, SpecError, did_you_mean
+from .overlap import SHARED_ROWS, with_shared_rows
 from .task import Applied, Split, Task
 
 
@@ -156,10 +157,15 @@ def transforms_in(table: Mapping[str, Any], where: str) -> list[TaskTransform]:
 
 
 def apply_transforms(task: Task, transforms: Iterable[TaskTransform], context: TransformContext) -> Task:
-    """``task`` with each transform applied in the declared order (not the order given)."""
-    for transform in sorted(transforms, key=lambda t: t.order):
+    """``task`` with each transform applied in the declared order (not the order given).
+
+    A task whose loader counted test rows shared with train is counted again
+    after transforms that chose rows, so the count is of what is evaluated.
+    """
+    transforms = sorted(transforms, key=lambda t: t.order)
+    for transform in transforms:
         task = transform.apply(task, context)
-    return task
+    return with_shared_rows(task) if transforms and SHARED_ROWS in task.info else task
 
 
 def _jsonable(value: Any) -> Any:
