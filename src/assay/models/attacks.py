@@ -123,11 +123,20 @@ class Constraint:
     def masked(self, t: torch.Tensor) -> torch.Tensor:
         return t if self.mask is None else t * self.mask.to(t.device, t.dtype)
 
-    def bounds(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """The valid range around clean inputs ``x``, widened to hold them: computed once per attack, used at every step."""
-        low = None if self.low is None else torch.minimum(self.low.to(x.device, x.dtype), x)
-        high = None if self.high is None else torch.maximum(self.high.to(x.device, x.dtype), x)
-        return low, high
+    def bounds(self, x: torch.Tensor) -> tuple[torch.Tensor | float | None, torch.Tensor | float | None]:
+        """The valid range around clean inputs ``x``, widened to hold them: computed once per attack, used at every step.
+
+        A scalar bound that already holds every clean value stays a number, so each step clamps by a scalar (images on [0, 1]).
+        """
+        def widened(bound: torch.Tensor | None, pick, holds) -> torch.Tensor | float | None:
+            if bound is None:
+                return None
+            bound = bound.to(x.device, x.dtype)
+            if bound.dim() == 0 and bool(holds(x, bound).all()):
+                return float(bound)
+            return pick(bound, x)
+
+        return (widened(self.low, torch.minimum, lambda v, b: v >= b), widened(self.high, torch.maximum, lambda v, b: v <= b))
 
     def clip(self, adv: torch.Tensor, x: torch.Tensor, bounds: tuple | None = None) -> torch.Tensor:
         """``adv`` inside the valid range (widened to hold the clean ``x``)."""
