@@ -245,7 +245,7 @@ def test_model_card_follows_mitchell_et_al(written):
                     "Calibration and efficiency", "Caveats and recommendations", "How to reproduce"):
         assert f"\n## {section}\n" in card, section
     assert "| `accuracy` | 0.996 | [0.989, 1.000] | pass |" in card
-    assert "Not validated for:" in card and "inputs crafted to fool it" in card
+    assert "Not validated for:" in card and "inputs an attacker perturbed within a small radius" in card
     assert "The test set is small, 270 examples" in card
     assert "Only the clean view" in card
     assert "```toml\n" + STUDY.rstrip() + "\n```" in card

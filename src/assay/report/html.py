@@ -28,6 +28,7 @@ from .data import (
     objectives,
 )
 from . import battery_plots, compression_plots  # noqa: F401  (register their figures)
+from .adversarial_section import adversarial_section
 from .compression import compression_section
 from .explain_section import explain_section
 from .poisoning_section import poisoning_section
@@ -79,8 +80,9 @@ def build_context(data: ReportData) -> dict[str, Any]:
     names = data.candidate_names()
     style = PlotStyle.for_candidates(names, data.chosen)
     headline = data.headline()
-    # Checks with a section of their own (explanations, poisoning) instead of the generic one.
-    own = {"explain": explain_section(data, names, style), "poisoning": poisoning_section(data, names, style)}
+    # Checks with a section of their own instead of the generic one.
+    own = {"explain": explain_section(data, names, style), "adversarial": adversarial_section(data, names, style),
+           "poisoning": poisoning_section(data, names, style)}
     return {
         "data": data,
         "created": fmt_time(data.created),
@@ -92,6 +94,7 @@ def build_context(data: ReportData) -> dict[str, Any]:
         "training_figure": render_training_curves(data.candidates, style),
         "checks": [_check_section(data, check, names, style) for check in data.checks() if not own.get(check)],
         "explanations": own["explain"],
+        "adversarial": own["adversarial"],
         "poisoning": own["poisoning"],
         "decision": _decision(data, names),
         "pareto_figure": render_pareto(data.decision, headline, style),

@@ -16,19 +16,14 @@ from collections.abc import Mapping
 from ..checks import load_all
 from ..checks.base import known_metrics
 from ..evidence import Evidence
+from .adversarial_section import robust_accuracy_line
 from .explain_section import explain_records, faithful_methods
 from .poisoning_section import model_card_lines as poisoning_lines
 from .data import ReportData, arch_text, failed_gates, fmt_number, fmt_time, gate_status, policy_metrics
 
-# What no registered check covers yet: the card still says the model was not validated for it.
-# An adversarial check declares this as its ``covers`` and the line goes.
-_NO_CHECK_YET = {"adversarial": "inputs crafted to fool it"}
-
-
 def _untested() -> dict[str, str]:
     """check -> what a model that went through it was tested on (``Check.covers``), for checks whose absence limits the card."""
-    covered = {name: cls.covers for name, cls in load_all().items() if cls.covers}
-    return {**covered, **{k: v for k, v in _NO_CHECK_YET.items() if k not in covered}}
+    return {name: cls.covers for name, cls in load_all().items() if cls.covers}
 
 
 def render_model_card(data: ReportData) -> str:
@@ -40,7 +35,7 @@ def render_model_card(data: ReportData) -> str:
     else:
         parts += [_details(data, chosen), _intended_use(data), _training_data(data), _evaluation_data(data),
                   _metrics(data, chosen), _calibration_efficiency(data.headline().get(chosen, {})), _explanations(data, chosen),
-                  _poisoning(data, chosen)]
+                  _adversarial(data, chosen), _poisoning(data, chosen)]
     parts += [_caveats(data), _reproduce(data)]
     return "\n\n".join(p.strip() for p in parts if p.strip()) + "\n"
 
@@ -177,6 +172,11 @@ def _calibration_efficiency(row: Mapping[str, Evidence]) -> str:
     return "\n".join(lines) if len(lines) > 1 else ""
 
 
+def _adversarial(data: ReportData, chosen: str) -> str:
+    line = robust_accuracy_line(data, chosen)
+    return f"## Adversarial robustness\n\n- {_md(line)}" if line else ""
+
+
 def _poisoning(data: ReportData, chosen: str) -> str:
     lines = poisoning_lines(data, chosen)
     return "## Poisoning\n\n" + "\n".join(lines) if lines else ""
@@ -196,7 +196,7 @@ def _explanations(data: ReportData, chosen: str) -> str:
                      f"(deletion/insertion gain over random, 95% interval above zero) and depends on the model's weights. "
                      f"Most faithful: `{_md(best)}`, gain {gain.interval_text()}. Use it to explain this model's predictions.")
     else:
-        lines.append(f"- **No explanation method is faithful for this model:** none ranks features clearly better than a random one; "
+        lines.append("- **No explanation method is faithful for this model:** none ranks features clearly better than a random one; "
                      "do not rely on its attribution maps.")
     for method, why in bad.items():
         lines.append(f"- **Not faithful:** `{_md(method)}`: {why}; do not use it for this model.")  # why: a verdict and numbers, no user text
