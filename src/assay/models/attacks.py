@@ -215,7 +215,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, constra
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, constraint: Constraint, *, norm: str = "linf",
         steps: int = 20, step_size: float | None = None, random_start: bool = True, restarts: int = 1, schedule: str = "constant",
-        seed: int = 0, chunk: int = CHUNK) -> torch.Tensor:
+        seed: int = 0, chunk: int = CHUNK, loss: grad.Loss | None = None) -> torch.Tensor:
     """Projected gradient descent on the cross-entropy (Madry et al. 2018).
 
     Each step moves by ``step_size * radius`` along the gradient's sign (L-inf)
@@ -224,8 +224,10 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, constrai
 
     Args:
         x: ``(N, ...)`` inputs (token ids for a token model).
-        y: ``(N,)`` true classes.
+        y: ``(N,)`` true classes, or ``(N, K)`` probabilities when ``loss`` reads them.
         eps: the radius, in units of ``constraint.scale``.
+        loss: the per-row loss ascended, ``loss(logits, y)``; default cross-entropy
+            (TRADES' training ascends a KL divergence from the clean probabilities).
 
     Returns:
         ``(N, ...)`` adversarial points in gradient space: the fooling one where
@@ -246,12 +248,12 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, constrai
         if random_start:
             adv = constraint.project(x0 + constraint.masked(_uniform_ball(x0, radius, norm, gen)), x0, radius, norm, bounds)
         for t in range(steps):
-            _, g = grad.gradients_at(model, ids, adv, target, loss=_summed_cross_entropy, chunk=chunk)
+            _, g = grad.gradients_at(model, ids, adv, target, loss=loss or _summed_cross_entropy, chunk=chunk)
             step = alpha if schedule == "constant" else alpha * 0.5 * (1 + math.cos(math.pi * t / steps))
             adv = constraint.project(adv + step * _direction(constraint.masked(g), norm), x0, radius, norm, bounds)
         if restarts == 1:  # the first run attacks every example and nothing is left to choose: one forward pass saved
             return adv
-        hit = grad.logits_at(model, ids, adv, chunk=chunk).argmax(1) != target
+        hit = grad.logits_at(model, ids, adv, chunk=chunk).argmax(1) != (target if target.dim() == 1 else target.argmax(1))
         keep = hit if restart else torch.ones_like(hit)
         out[todo[keep]] = adv[keep]
         fooled[todo] |= hit

@@ -83,10 +83,15 @@ class Train(TrainingRecipe):
         else:
             options, arch_name = arch_options_for(task, self.arch, self.arch_options, where), self.arch
             model = zoo.build(self.arch, input_shape=task.input_shape, num_classes=task.num_classes, where=where, **options)
-        summary = context.fit(model, task.train, task.val, self.train_config())
+        summary = self.fit_model(model, context)
         arch = {"name": arch_name, "input_shape": list(task.input_shape), "num_classes": task.num_classes, **_jsonable(options)}
         provenance = Provenance(recipe=self.kind, arch=arch, config=self.params(), seed=context.seed, data_hash=task.digest())
         return Candidate(name, model.cpu(), provenance, training=summary)
+
+
+    def fit_model(self, model: torch.nn.Module, context: RecipeContext) -> dict[str, Any]:
+        """Train the built ``model``; a recipe that trains the same architectures with another objective overrides this."""
+        return context.fit(model, context.task.train, context.task.val, self.train_config())
 
 
 def arch_options_for(task, arch: str, options: dict[str, Any], where: str) -> dict[str, Any]:
