@@ -14,7 +14,7 @@ from assay.data.builtin import load_builtin
 from assay.recipes import RecipeContext, make_recipe
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # small models: a second thread costs more than it gives, and much more on a busy machine
 
 
 @pytest.fixture(scope="session")
