@@ -36,6 +36,7 @@ def test_attention_rollout_on_minilm_equals_a_hand_computation_from_transformers
         rollout = (a / a.sum(-1, keepdim=True)) @ rollout
     kept = (t != 0).double()  # MiniLM's embedding is the mean over the kept tokens: the mean of their rows
     expected = (kept[:, :, None] * rollout).sum(1) / kept.sum(1, keepdim=True)
+    print("rollout max |diff|", np.abs(ours - expected.numpy()).max())
     assert np.allclose(ours, expected.numpy(), atol=1e-5), np.abs(ours - expected.numpy()).max()
     assert np.allclose(ours.sum(1), 1.0) and (ours[ids == 0] == 0).all()  # a distribution over the kept tokens
 
