@@ -96,6 +96,10 @@ def max_sensitivity(method: Method, model, x: np.ndarray, target: np.ndarray, se
     def explain(inputs, target: torch.Tensor, baselines: torch.Tensor) -> tuple[torch.Tensor]:
         # Captum hands inputs (and, expanded, the baselines) as tuples of one tensor, and reads a tuple back
         xs, bs = (v[0] if isinstance(v, tuple) else v for v in (inputs, baselines))
+        # For a one-example sample Captum leaves the baseline and the target one row each (broadcasting): give every copy its own
+        bs = bs if len(bs) == len(xs) else bs.expand(len(xs), *bs.shape[1:])
+        target = torch.as_tensor(target).reshape(-1)
+        target = target if len(target) == len(xs) else target.expand(len(xs))
         return (torch.as_tensor(method(model, xs, target, replace(setup, baseline=np.asarray(bs)))),)
 
     value = metrics.sensitivity_max(
