@@ -29,6 +29,7 @@ TINY = {"arch": "mlp", "arch_options": {"hidden": [16]}}
 # kind -> (task, options). Each case is one recipe on a tiny task with tiny epochs.
 CASES: dict[str, tuple[str, dict]] = {
     "train": ("digits", {**TINY, "epochs": 3}),
+    "adversarial": ("digits", {**TINY, "epochs": 3, "steps": 2}),
     "distill": ("digits", {"parent": PARENT, **TINY, "epochs": 3}),
     "prune": ("digits", {"parent": PARENT, "method": "magnitude", "steps": 2, "epochs_per_step": 2}),
     "selfsup": ("digits", {**TINY, "pretrain_epochs": 2, "epochs": 2, "batch_size": 128}),
@@ -106,7 +107,7 @@ def _assert_same_weights(a: Candidate, b: Candidate) -> None:
     assert a.id == b.id
 
 
-TRAINS = ("distill", "prune", "selfsup", "train", "transfer")  # the recipes that run the training loop
+TRAINS = ("adversarial", "distill", "prune", "selfsup", "train", "transfer")  # the recipes that run the training loop
 
 
 def test_every_registered_recipe_has_a_case():

@@ -109,8 +109,9 @@ def test_tables_get_column_bars_and_text_gets_escaped_highlighted_tokens(run):
     # an explained example's text: its tokens highlighted by |attribution|, the sign in the title, every token escaped
     assert "<img src=x" not in section and "&lt;img src=x onerror=alert(1)&gt;" in section
     assert "most confident wrong: label iPhone → predicted Android (0.91), saliency" in section
-    assert re.search(r'<span class="tok" style="background: rgba\(230, 159, 0, 0\.9\)" title="attribution \+0\.5">\[CLS\]</span>', section)
-    assert 'title="attribution -0.25"' in section
+    # the sign is in the colour too: red for the prediction, blue against it (the ends of RdBu_r)
+    assert re.search(r'<span class="tok" style="background: rgba\(178, 24, 43, 0\.9\)" title="attribution \+0\.5">\[CLS\]</span>', section)
+    assert re.search(r'<span class="tok" style="background: rgba\(33, 102, 172, [0-9.]+\)" title="attribution -0\.25">', section)
     assert re.search(r'<span class="tok" style="background: rgba\(230, 159, 0, 0\.9\)"[^>]*>&lt;script', section)  # the strongest
     assert "class android" in section and ">t.co</span>" in section
     assert "fig-attribution_maps" not in section.split("mlp")[1].split("<h3>")[0]  # text is not drawn as a heatmap
