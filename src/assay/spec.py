@@ -118,7 +118,7 @@ class StudySpec:
 
 
 QUICK_ROWS, QUICK_DRAWS, QUICK_BOOT = 300, 2, 200
-QUICK_TIMING = {"repeats": 20, "warmup": 2, "batch_size": 32, "batch_repeats": 3}
+QUICK_TIMING = {"repeats": 10, "warmup": 1, "batch_size": 32, "batch_repeats": 1}
 QUICK_OPTIONS = {"epochs": 1, "pretrain_epochs": 1, "head_epochs": 20, "steps": 1, "epochs_per_step": 1, "pairs_per_example": 4}
 
 
