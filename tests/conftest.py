@@ -17,6 +17,12 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 torch.set_num_threads(2)  # CI's two quiet cores: MiniLM runs 1.7x faster than on one (on a busy machine two threads can be 8x slower)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _two_threads():
+    """Each module starts on two threads again: an in-process ``assay`` command sets its own ``--threads`` (default 1)."""
+    torch.set_num_threads(2)
+
+
 @pytest.fixture(scope="session")
 def digits():
     return load_builtin("digits", seed=0)
