@@ -9,8 +9,9 @@ call, VmHWM reset through /proc, in a fresh child process per measurement) of:
 * Captum with ``internal_batch_size`` = 256 (the same batching);
 * Captum without it (all 200 x n_steps rows in one pass).
 
-Then the explain stage (saliency + IG + ablation + curves, no sanity
-cascade) against the bare forward and backward passes it needs.
+Then the explain stage (saliency + IG + ablation + curves, a one-step
+sanity cascade, infidelity and max-sensitivity) against the bare forward
+and backward passes it needs.
 
     python benchmarks/explain.py
 """
@@ -98,8 +99,9 @@ def _stage(folder: str) -> tuple[float, float]:
     # the check's own figures minus the sanity cascade and drift: time run() with randomisation off
     check.cascade_steps = 1
     started = time.perf_counter()
-    check.run(cnn, context)
+    evidence = check.run(cnn, context)
     stage = time.perf_counter() - started
+    best = next(e for e in evidence if e.metric == "faithfulness_gain").details["best_method"]
     # The bare passes: 1 backward (saliency) + 50 backward rows (IG) per example; 65 ablation rows + 4 x 2 x 17 curve rows forward;
     # and the one-step randomisation cascade repeats the attributions once.
     x = torch.as_tensor(task.test.x[:200])
@@ -112,6 +114,17 @@ def _stage(folder: str) -> tuple[float, float]:
             torch.autograd.grad(cnn.model(part).gather(1, t[:, None]).sum(), part)
         forward_pass(cnn.model, np.repeat(task.test.x[:200], 65, axis=0))
     forward_pass(cnn.model, np.repeat(task.test.x[:200], 4 * 2 * 17, axis=0))
+    # Yeh et al.'s measures: infidelity's removal perturbations, forward only, for each method; max-sensitivity re-runs the
+    # most faithful method on noisy copies of the first examples.
+    forward_pass(cnn.model, np.repeat(task.test.x[:200], check.infidelity_samples * 3, axis=0))
+    noisy = np.repeat(task.test.x[: check.sensitivity_examples], check.sensitivity_samples, axis=0)
+    if best == "ablation":
+        forward_pass(cnn.model, np.repeat(noisy, 65, axis=0))
+    else:
+        rows = torch.as_tensor(noisy).repeat(50 if best == "integrated_gradients" else 1, 1, 1, 1)
+        for part in rows.split(CHUNK):
+            part = part.clone().requires_grad_(True)
+            torch.autograd.grad(cnn.model(part).max(1).values.sum(), part)
     bare = time.perf_counter() - started
     return stage, bare
 
@@ -136,8 +149,9 @@ def main() -> None:
         c = _run("captum", n_steps, folder)
         print(f"{n_steps:>7}  {a[0]:>8.2f} {a[1]:>6.0f}  {b[0]:>17.2f} {b[1]:>6.0f}  {c[0]:>18.2f} {c[1]:>7.0f}  "
               f"{a[0] / b[0]:>5.2f}x / {a[0] / c[0]:.2f}x")
+    _stage(folder)  # a first run pays Captum's import (about 0.7 s here) and first-call costs; the second is measured
     stage, bare = _stage(folder)
-    print(f"explain stage (saliency, IG 50 steps, ablation, curves, 1-step sanity) on 200 images: {stage:.2f} s; "
+    print(f"explain stage (saliency, IG 50 steps, ablation, curves, 1-step sanity, infidelity, max-sensitivity) on 200 images: {stage:.2f} s; "
           f"bare forward+backward passes it needs: {bare:.2f} s; ratio {stage / bare:.2f}x")
 
 
