@@ -24,11 +24,8 @@ CHECK = "adversarial"
 
 
 def adversarial_records(data: ReportData) -> list[Evidence]:
-    """The adversarial check's measured records on one split: test where it was measured there."""
-    records = [e for e in data.measured() if e.check == CHECK]
-    splits = {e.split for e in records}
-    split = "test" if "test" in splits or not splits else sorted(splits)[0]
-    return [e for e in records if e.split == split]
+    """The adversarial check's measured test records."""
+    return data.records_of(CHECK)
 
 
 def robust_accuracy_line(data: ReportData, candidate: str) -> str | None:

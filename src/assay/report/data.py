@@ -104,6 +104,10 @@ class ReportData:
 
         return evidence_table(self.evidence, self.decision.select_on if self.decision else "test")
 
+    def records_of(self, check: str, view: str | None = None) -> list[Evidence]:
+        """One check's measured test records (on ``view`` only, when given): what a check's own section shows."""
+        return [e for e in self.measured() if e.check == check and (view is None or e.view == view)]
+
     def skipped(self) -> list[Evidence]:
         """Records saying a check did not apply to a candidate; ``details["reason"]`` says why."""
         return [e for e in self.evidence if e.metric == SKIPPED and e.split == "test"]

@@ -25,11 +25,8 @@ CHECK = "explain"
 
 
 def explain_records(data: ReportData) -> list[Evidence]:
-    """The explain check's measured records on one split: test where it was measured there."""
-    records = [e for e in data.measured() if e.check == CHECK and e.view == "clean"]
-    splits = {e.split for e in records}
-    split = "test" if "test" in splits or not splits else sorted(splits)[0]
-    return [e for e in records if e.split == split]
+    """The explain check's measured test records on the clean inputs."""
+    return data.records_of(CHECK, "clean")
 
 
 def faithful_methods(gain: Evidence, sanity: Evidence | None) -> tuple[list[str], dict[str, str]]:

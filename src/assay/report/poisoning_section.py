@@ -27,11 +27,8 @@ AGAINST_TRUTH = ("poison_recall", "poison_precision", "poison_false_positive_rat
 
 
 def poisoning_records(data: ReportData) -> list[Evidence]:
-    """The poisoning check's measured records on one split: test where it was measured there."""
-    records = [e for e in data.measured() if e.check == CHECK]
-    splits = {e.split for e in records}
-    split = "test" if "test" in splits or not splits else sorted(splits)[0]
-    return [e for e in records if e.split == split]
+    """The poisoning check's measured test records."""
+    return data.records_of(CHECK)
 
 
 def poisoning_section(data: ReportData, names: Sequence[str], style: PlotStyle) -> dict[str, Any] | None:
