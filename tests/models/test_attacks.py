@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from assay.models import attacks as A
+from assay.models.square_attack import square
 
 torchattacks = pytest.importorskip("torchattacks")
 
@@ -85,7 +86,7 @@ def test_square_attack_needs_no_gradients(cnn, digits, sample):
         with torch.no_grad():
             return cnn.model(batch)
 
-    adv = A.square(predict, x, y, 0.2, A.constraint_for(digits, cnn.model), queries=50)
+    adv = square(predict, x, y, 0.2, A.constraint_for(digits, cnn.model), queries=50)
     assert len(calls) <= 51 and _robust(cnn.model, adv, x, y) < 0.3
 
 
@@ -126,7 +127,7 @@ def test_a_token_model_is_attacked_in_embedding_space():
     assert (adv - layer(ids)).abs().max() <= c.scale + 1e-5
     assert (G.logits_at(model, ids, adv).argmax(1) != y).float().mean() > 0.5
     with pytest.raises(ValueError, match="token model has none"):
-        A.square(lambda b: model(b), ids, y, 0.1, c)
+        square(lambda b: model(b), ids, y, 0.1, c)
 
 
 def test_bad_settings_are_refused_with_the_fix():

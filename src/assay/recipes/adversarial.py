@@ -37,7 +37,7 @@ METHODS = ("pgd", "trades")
 
 
 @register_recipe
-@training_options(epochs=60, batch_size=64, lr=3e-3, weight_decay=0.05, warmup_epochs=1, patience=10, label_smoothing=0.0)
+@training_options(**Train.training_defaults)
 class Adversarial(Train):
     """Train an architecture on adversarial examples (PGD, Madry et al. 2018) or with TRADES (Zhang et al. 2019).
 

@@ -84,6 +84,7 @@ def training_options(**defaults: Any) -> Callable[[R], R]:
             annotations[name] = kind if default is not None else f"{kind} | None"
             setattr(cls, name, default)
         cls.__annotations__ = annotations
+        cls.training_defaults = dict(defaults)  # a recipe training the same way declares them again from here
         return dataclass(kw_only=True, eq=False, repr=False)(cls)
 
     return wrap

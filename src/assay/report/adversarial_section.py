@@ -47,7 +47,7 @@ def adversarial_section(data: ReportData, names: Sequence[str], style: PlotStyle
     records = adversarial_records(data)
     by = {(e.candidate, e.metric): e for e in records}
     shown = [n for n in names if (n, "adversarial_accuracy") in by]
-    skipped = [f"{e.candidate}: {e.details.get('reason', 'no reason recorded')}" for e in data.skipped() if e.check == CHECK]
+    skipped = data.skip_reasons(CHECK)
     if not shown and not skipped:
         return None
     accuracy = [by[n, "adversarial_accuracy"] for n in shown]

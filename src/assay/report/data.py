@@ -108,6 +108,10 @@ class ReportData:
         """One check's measured test records (on ``view`` only, when given): what a check's own section shows."""
         return [e for e in self.measured() if e.check == check and (view is None or e.view == view)]
 
+    def skip_reasons(self, check: str) -> list[str]:
+        """``"candidate: reason"`` for each candidate ``check`` did not apply to."""
+        return [f"{e.candidate}: {e.details.get('reason', 'no reason recorded')}" for e in self.skipped() if e.check == check]
+
     def skipped(self) -> list[Evidence]:
         """Records saying a check did not apply to a candidate; ``details["reason"]`` says why."""
         return [e for e in self.evidence if e.metric == SKIPPED and e.split == "test"]

@@ -48,7 +48,7 @@ def explain_section(data: ReportData, names: Sequence[str], style: PlotStyle) ->
     records = explain_records(data)
     by = {(e.candidate, e.metric): e for e in records}
     shown = [n for n in names if (n, "faithfulness_gain") in by]
-    skipped = [f"{e.candidate}: {e.details.get('reason', 'no reason recorded')}" for e in data.skipped() if e.check == CHECK]
+    skipped = data.skip_reasons(CHECK)
     if not shown and not skipped:
         return None
     modality = data.task.get("modality", "")

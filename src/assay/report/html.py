@@ -267,8 +267,8 @@ def _provenance(c: Mapping[str, Any], chosen: bool) -> dict[str, Any]:
 
 
 def _check_section(data: ReportData, check: str, names: Sequence[str], style: PlotStyle) -> dict[str, Any]:
-    records = [e for e in data.measured() if e.check == check]
-    skipped = [f"{e.candidate}: {e.details.get('reason', 'no reason recorded')}" for e in data.skipped() if e.check == check]
+    records = data.records_of(check)
+    skipped = data.skip_reasons(check)
     keys = list(dict.fromkeys((e.metric, e.split, e.view) for e in records))
     by_key = {(e.candidate, e.metric, e.split, e.view): e for e in records}
     columns = [{"metric": m, "where": "" if (s, v) == ("test", "clean") else f"{v} · {s}",

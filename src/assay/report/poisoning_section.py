@@ -36,7 +36,7 @@ def poisoning_section(data: ReportData, names: Sequence[str], style: PlotStyle) 
     records = poisoning_records(data)
     by = {(e.candidate, e.metric): e for e in records}
     shown = [n for n in names if (n, FOUND) in by or (n, "attack_success_rate") in by]
-    skipped = [f"{e.candidate}: {e.details.get('reason', 'no reason recorded')}" for e in data.skipped() if e.check == CHECK]
+    skipped = data.skip_reasons(CHECK)
     if not shown and not skipped:
         return None
     truth = next((by[n, FOUND].details["truth"] for n in shown if (n, FOUND) in by and "truth" in by[n, FOUND].details), None)
