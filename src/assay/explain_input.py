@@ -208,12 +208,12 @@ def _input_shape(task) -> tuple[int, ...]:
 def _read_image(task, path: Path) -> ReadInput:
     from PIL import Image
 
-    from .data.images import _image_header, _read_image as decode
+    from .data.images import image_header, read_image
 
     channels, height, width = _input_shape(task)
-    (w, h), _ = _image_header(path)  # a file too large to decode here is refused from its header
+    (w, h), _ = image_header(path)  # a file too large to decode here is refused from its header
     mode = "L" if channels == 1 else "RGB"
-    img = decode(path, mode)
+    img = read_image(path, mode)
     notes = [f"read as {'grey' if mode == 'L' else 'RGB'} {width}x{height}, pixel values / 255, as the task's images"]
     if (w, h) != (width, height):
         img = img.resize((width, height), Image.BILINEAR)
@@ -256,10 +256,10 @@ def _numbers_line(path: Path) -> np.ndarray:
 
 
 def _read_row(task, path: Path, row: int | None) -> ReadInput:
-    from .data.sources import _read_table
+    from .data.sources import read_table
 
     pipeline = task.pipeline
-    frame = _read_table(path)
+    frame = read_table(path)
     frame.columns = [str(c) for c in frame.columns]
     missing = [c for c in pipeline.columns if c not in frame.columns]
     if missing:

@@ -40,7 +40,7 @@ def _class_folders(root: Path) -> dict[str, list[Path]]:
 _BANDS = {"1": 1, "L": 1, "P": 1, "I": 4, "I;16": 2, "F": 4, "LA": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3, "RGBA": 4, "CMYK": 4}
 
 
-def _image_header(path: Path) -> tuple[tuple[int, int], str]:
+def image_header(path: Path) -> tuple[tuple[int, int], str]:
     """``((W, H), mode)`` from the file's header alone, refusing an image too large to decode here."""
     from PIL import Image, UnidentifiedImageError
 
@@ -63,7 +63,11 @@ def _image_header(path: Path) -> tuple[tuple[int, int], str]:
     return size, mode
 
 
-def _read_image(path: Path, mode: str | None):
+def read_image(path: Path, mode: str | None):
+    """The decoded image at ``path`` (converted to ``mode`` when given); a truncated or unreadable file is a ``DataError``.
+
+    Read its ``image_header`` first: that refuses a file too large to decode before any pixel is.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -117,7 +121,7 @@ def load_image_folder(
     files = [(split, c, f) for split, folders in layout.items() for c, fs in folders.items() for f in fs]
     # Headers first (no pixels decoded): sizes, modes and the memory the task will take,
     # so an image or a size too large is refused from an estimate instead of the process being killed.
-    headers = [_image_header(f) for _, _, f in files]
+    headers = [image_header(f) for _, _, f in files]
     sizes = [h[0] for h in headers]
     grey = all(h[1] in ("L", "1", "I", "I;16", "LA") for h in headers)
     mode = "L" if (grey if grayscale is None else grayscale) else "RGB"
@@ -139,7 +143,7 @@ def load_image_folder(
     # a lazy task keeps only the file list and decodes again batch by batch.
     images = []
     for _, _, f in files:
-        img = _read_image(f, None)
+        img = read_image(f, None)
         if not lazy:
             images.append(img)
     if lazy:

@@ -25,7 +25,8 @@ from .task import Split, Task
 
 
 # --- tables -------------------------------------------------------------------
-def _read_table(path: Path):
+def read_table(path: Path):
+    """A CSV, TSV or Parquet file as a DataFrame; a binary, empty or unparsable file is a ``DataError`` naming it."""
     import pandas as pd
 
     suffix = path.suffix.lower()
@@ -69,7 +70,7 @@ def load_table(
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found; check the path (paths in a study file are relative to it)")
-    task = table_task(_read_table(path), label=label, groups=groups, meta=meta, features=features, split_column=split_column,
+    task = table_task(read_table(path), label=label, groups=groups, meta=meta, features=features, split_column=split_column,
                       name=name or path.stem, fractions=fractions, seed=seed, source=str(path))
     return with_shared_rows(task)
 
