@@ -82,3 +82,18 @@ def test_early_stopping_rounds_in_params_sets_the_patience_and_zero_turns_it_off
     assert patient.training["rounds_fitted"] == patient.training["rounds"] + 3 and "after 3 rounds" in patient.training["early_stopping"]
     off = _make(hmda, CLASSES[name], {"n_estimators": 20, "learning_rate": 0.3, "n_jobs": 1, "early_stopping_rounds": 0}, tmp_path / "b")
     assert off.training["rounds"] == off.training["rounds_fitted"] == 20 and off.training["early_stopping"].startswith("off")
+
+
+def test_xgboost_refuses_a_training_split_missing_a_class_with_the_class_named(tmp_path):
+    """XGBoost fits classes 0..m-1 only: digits without any training '3' is refused in one line naming '3', not with XGBoost's
+    'Invalid classes inferred' (and LightGBM, which maps its own classes, fits the same task)."""
+    from dataclasses import replace
+
+    from assay.data.builtin import load_builtin
+    from assay.errors import DataError
+
+    _library("xgboost")
+    task = load_builtin("digits", seed=0)
+    task = replace(task, train=task.train.subset(np.flatnonzero(task.train.y != 3)))
+    with pytest.raises(DataError, match=r"class '3' has none in the training split; keep it in training, or use a LightGBM"):
+        _make(task, CLASSES["xgboost"], {"n_estimators": 5, "n_jobs": 1}, tmp_path)

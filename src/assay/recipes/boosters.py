@@ -24,6 +24,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import numpy as np
+
+from ..errors import DataError
+
 STOPPING_ROUNDS = 10  # rounds without a better validation loss before stopping (scikit-learn's n_iter_no_change for HGB)
 _LIGHTGBM_PATIENCE = ("early_stopping_round", "early_stopping_rounds", "early_stopping", "n_iter_no_change")  # LightGBM's aliases
 _BASES = {"lightgbm": "LGBMModel", "xgboost": "XGBModel"}
@@ -39,6 +43,22 @@ def library(model: Any) -> str | None:
         if module is not None and isinstance(model, getattr(module, base)):
             return name
     return None
+
+
+def check_xgboost_labels(y: np.ndarray, class_names: tuple[str, ...], where: str) -> None:
+    """Refuse a training split XGBoost cannot fit: it needs its classes to be ``0..m-1``, so a class missing below the largest
+    present one fails inside XGBoost with a message about inferred classes.
+
+    Raises:
+        DataError: naming the classes without training rows, and the fixes.
+    """
+    present = np.unique(y)
+    if np.array_equal(present, np.arange(len(present))):
+        return
+    missing = [class_names[i] for i in range(int(present.max())) if i not in set(present.tolist())]
+    raise DataError(f"{where}: XGBoost needs training rows of every class up to the last one it sees, and class"
+                    f"{'es' if len(missing) > 1 else ''} {', '.join(repr(m) for m in missing[:5])} {'have' if len(missing) > 1 else 'has'} "
+                    f"none in the training split; keep {'them' if len(missing) > 1 else 'it'} in training, or use a LightGBM or scikit-learn estimator")
 
 
 def prepare(model: Any, name: str) -> list[Any]:

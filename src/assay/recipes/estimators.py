@@ -130,6 +130,8 @@ def fit_black_box(model: Any, task, where: str) -> tuple[Any, dict[str, Any]]:
     x, y, xv, yv = flat(task.train.x), np.asarray(task.train.y), flat(task.val.x), np.asarray(task.val.y)
     started = time.perf_counter()
     library = boosters.library(model)
+    if library == "xgboost":
+        boosters.check_xgboost_labels(y, task.class_names, where)
     callbacks = boosters.prepare(model, library) if library else None
     fit(model, x, y, xv, yv, where, callbacks)
     training: dict[str, Any] = {"early_stopping": "none"}
