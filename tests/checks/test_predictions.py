@@ -137,3 +137,69 @@ def test_adversarial_views_are_made_once_per_source_and_settings_and_checked_on_
             cache.get(frozen, digits, view="adv:apgd@0.1")
     finally:
         del frozen.model.differentiable
+
+
+def test_features_stream_to_their_own_file_and_are_read_back_memory_mapped(mlp, digits, tmp_path):
+    """The training split's features: written batch by batch beside the .npz, read back as a read-only map, equal to the pass's."""
+    in_memory = PredictionCache(None, batch_size=100).get(mlp, digits, split="train", embeddings=True)
+    assert not isinstance(in_memory.embeddings, np.memmap)  # a cache without a folder keeps them in memory, as before
+    computed = PredictionCache(tmp_path, batch_size=100).get(mlp, digits, split="train", embeddings=True)
+    again = PredictionCache(tmp_path).get(mlp, digits, split="train", embeddings=True)
+    for p in (computed, again):
+        assert isinstance(p.embeddings, np.memmap) and not p.embeddings.flags.writeable
+        np.testing.assert_array_equal(p.embeddings, in_memory.embeddings)
+        np.testing.assert_array_equal(p.logits, in_memory.logits)
+    with torch.no_grad():
+        np.testing.assert_allclose(again.embeddings, mlp.model.features(torch.tensor(digits.train.x)).numpy(), rtol=1e-5, atol=1e-5)
+    names = sorted(p.name for p in (tmp_path / mlp.id).iterdir())
+    assert len(names) == 2 and names[0].endswith("-train-clean.features.npy") and names[1].endswith("-train-clean.npz")
+    with np.load(tmp_path / mlp.id / names[1]) as z:
+        assert "embeddings" not in z.files  # the .npz keeps logits and labels; the features are only in their own file
+
+
+def test_a_pass_that_fails_midway_leaves_no_features_file(mlp, digits, tmp_path, monkeypatch):
+    real, seen = mlp.model.logits_and_features, []
+
+    def failing(x):
+        seen.append(len(x))
+        if len(seen) == 3:
+            raise KeyboardInterrupt  # as a user's Ctrl-C in the middle of the pass
+        return real(x)
+
+    monkeypatch.setattr(mlp.model, "logits_and_features", failing)
+    with pytest.raises(KeyboardInterrupt):
+        PredictionCache(tmp_path, batch_size=100).get(mlp, digits, split="train", embeddings=True)
+    assert len(seen) == 3 and [p for p in tmp_path.rglob("*") if p.is_file()] == []  # no half file, no temporary one
+
+
+def _features_truncated(path):
+    path.write_bytes(path.read_bytes()[:-4096])
+
+
+def _features_altered(path):
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF  # one byte of one feature
+    path.write_bytes(bytes(data))
+
+
+def _features_missing(path):
+    path.unlink()
+
+
+def _features_swapped(path):
+    path.write_bytes(next(path.parent.glob("*-val-clean.features.npy")).read_bytes())
+
+
+@pytest.mark.parametrize("spoil", [_features_truncated, _features_altered, _features_missing, _features_swapped], ids=lambda f: f.__name__[10:])
+def test_a_damaged_features_file_is_refused_and_recomputed(mlp, digits, tmp_path, spoil):
+    cache = PredictionCache(tmp_path)
+    cache.get(mlp, digits, split="val", embeddings=True)
+    good = cache.get(mlp, digits, embeddings=True).embeddings.copy()
+    spoil(next(tmp_path.rglob("*-test-clean.features.npy")))
+    assert np.array_equal(PredictionCache(tmp_path).get(mlp, digits).logits, cache.get(mlp, digits).logits)  # logits alone: no need to read them
+    with pytest.warns(UserWarning, match=r"features file .*recomputing these predictions"):
+        again = PredictionCache(tmp_path).get(mlp, digits, embeddings=True)
+    np.testing.assert_array_equal(again.embeddings, good)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the file was rewritten with sound features
+        np.testing.assert_array_equal(PredictionCache(tmp_path).get(mlp, digits, embeddings=True).embeddings, good)

@@ -21,6 +21,16 @@ def test_logits_and_features_match_the_model_at_any_batch_size(mlp, digits):
     assert only.logits is None and only.features.shape == feats.shape
 
 
+def test_features_handed_to_a_sink_arrive_in_row_order_and_are_not_kept(mlp, digits):
+    whole = forward_pass(mlp.model, digits.test.x, batch_size=50, features=True)
+    got = []
+    out = forward_pass(mlp.model, digits.test.x, batch_size=50, features_to=lambda start, f: got.append((start, f)))
+    assert out.features is None and torch.equal(out.logits, whole.logits)
+    assert [start for start, _ in got] == list(range(0, len(digits.test), 50))
+    assert all(f.dtype == torch.float32 and f.device.type == "cpu" for _, f in got)
+    assert torch.equal(torch.cat([f for _, f in got]), whole.features)
+
+
 def test_the_pass_leaves_each_module_in_the_mode_it_found():
     model = zoo.build("mlp", input_shape=(8,), num_classes=3, hidden=[4])
     model.train()

@@ -18,11 +18,20 @@ kept in memory for every candidate they transfer to, and the predictions are
 stored like any view's, keyed also by the source candidate's content hash, the
 attack's settings and the rows attacked (an ``Adversary``).
 
+Penultimate features (``embeddings=True``) are not kept in the ``.npz``: on
+disk they stream, batch by batch, into a ``.features.npy`` beside it and are
+read back memory-mapped (``feature_files.py``), so a check that reads a large
+training split's features one class at a time (``poisoning``) never holds
+them all. In a cache without a folder they stay in memory, as the pass
+returns them.
+
 A file read back is never trusted as it is: it must name the candidate, data,
 split and view it was asked for, hold ``(N, K)`` logits for the task's K
 classes and the split's N rows with the split's labels, and match the checksum
-written with it. Anything else (a damaged file, one copied from another run or
-candidate, an older format) is recomputed and overwritten, with a warning.
+written with it; its features file must match the shape, dtype and checksum
+the ``.npz`` recorded. Anything else (a damaged or truncated file, one copied
+from another run or candidate, an older format) is recomputed and
+overwritten, with a warning.
 """
 
 from __future__ import annotations
@@ -50,8 +59,9 @@ from ..models.classifier import Classifier
 from ..models.forward import forward_pass
 from ..models.gradients import logits_at
 from ..models.inputs import as_input
+from .feature_files import DamagedFeatures, FeatureRecord, open_features, write_features, writing_features
 
-FORMAT = 1  # bump when the file layout changes: older files are then recomputed
+FORMAT = 2  # bump when the file layout changes: older files are then recomputed (2: features in their own .npy)
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,7 +71,9 @@ class Predictions:
     Attributes:
         logits: ``(N, K)`` float32.
         labels: ``(N,)`` int64 true classes.
-        embeddings: ``(N, D)`` float32 penultimate features, when asked for.
+        embeddings: ``(N, D)`` float32 penultimate features, when asked for
+            (read-only and memory-mapped when the cache has a folder: index
+            the rows needed rather than copying it whole).
         seconds: forward-pass time spent producing them (0 when read back).
         rows: for an adversarial view, the split's rows attacked, in order (``None``: every row).
         inputs: for an adversarial view in input space, the first few adversarial inputs (for the report).
@@ -183,8 +195,7 @@ class PredictionCache:
             return found
         found = self._read(key, task, embeddings)
         if found is None:
-            found = self._compute(candidate, apply_view(task, split, view, seed=self.seed), (task.digest()[:16], split, view), embeddings)
-            self._write(key, task, found)
+            found = self._compute(candidate, apply_view(task, split, view, seed=self.seed), key, task, embeddings)
         self._memory[key] = found
         return found
 
@@ -213,8 +224,7 @@ class PredictionCache:
                     found = self._memory.get(key) or self._read(key, task, wanted)
                     if found is None or (wanted and found.embeddings is None):
                         data = data if data is not None else apply_view(task, split, view, seed=self.seed)
-                        found = self._compute(candidate, data, (task.digest()[:16], split, view), wanted)
-                        self._write(key, task, found)
+                        found = self._compute(candidate, data, key, task, wanted)
                     self._memory[key] = found
                     bar.update()
 
@@ -275,25 +285,37 @@ class PredictionCache:
         self.attack_seconds += time.perf_counter() - started
         return adv.detach().cpu()
 
-    def _compute(self, candidate: Candidate, data, where: tuple[str, str, str], embeddings: bool) -> Predictions:
-        """One forward pass; a frozen pretrained body's features are computed once and shared by every head on it."""
-        _, split, view = where
+    def _compute(self, candidate: Candidate, data, key: tuple, task: Task, embeddings: bool) -> Predictions:
+        """One forward pass, stored; a frozen pretrained body's features are computed once and shared by every head on it.
+
+        With a folder, asked-for features go straight from the pass to their
+        file (``feature_files.writing_features``) and come back memory-mapped.
+        """
+        _, digest, split, view = key
+        where = (digest, split, view)
         body = _frozen_body(candidate)
         shared = self._bodies.get((body, *where)) if body else None
+        target = self._features_path(key) if embeddings else None
+        record = None
         candidate.to(self.device)  # int8 and ONNX Runtime candidates stay on the CPU
         if shared is not None:  # only the head runs: linear probes, prototypes and label-efficiency draws on one encoder
-            with torch.inference_mode():
-                head = candidate.model.head
-                logits = head(torch.from_numpy(shared).to(head.weight.device)).cpu()
+            logits = forward_pass(candidate.model.head, _Copies(shared), batch_size=self.batch_size).logits
             features, seconds = shared, 0.0
+            if target is not None:
+                record = write_features(target, shared)
+        elif target is not None:
+            with writing_features(target, len(data.y)) as sink:
+                out = forward_pass(candidate.model, data.x, batch_size=self.batch_size, device=candidate.device, features_to=sink.put)
+            record, features = sink.record, np.load(target, mmap_mode="r")
+            logits, seconds = out.logits, out.seconds
         else:
             out = forward_pass(candidate.model, data.x, batch_size=self.batch_size, device=candidate.device, features=embeddings or body is not None)
             logits, seconds = out.logits, out.seconds
             features = out.features.numpy() if out.features is not None else None
-            if body:
-                self._bodies[(body, *where)] = features
+        if body and shared is None:
+            self._bodies[(body, *where)] = features
         self.forward_seconds += seconds
-        return Predictions(
+        found = Predictions(
             logits=logits.numpy(),
             labels=np.asarray(data.y, dtype=np.int64),
             split=split,
@@ -301,6 +323,8 @@ class PredictionCache:
             embeddings=features if embeddings else None,
             seconds=seconds,
         )
+        self._write(key, task, found, record)
+        return found
 
     def _path(self, key: tuple) -> Path | None:
         if self.folder is None:
@@ -313,6 +337,11 @@ class PredictionCache:
             name = f"adv-{parsed.attack}-{parsed.epsilon:g}" + (f"-from-{source}" if source else "") + f"-{settings}-{rows}"
             return self.folder / cand / f"{data}-{split}-{name}.npz"
         return self.folder / cand / f"{data}-{split}-{ViewName.parse(view).filename()}.npz"
+
+    def _features_path(self, key: tuple) -> Path | None:
+        """Where the features of ``key`` live: ``<predictions file>.features.npy`` beside it."""
+        path = self._path(key)
+        return None if path is None else path.with_name(f"{path.stem}.features.npy")
 
     def _read(self, key: tuple, task: Task, embeddings: bool, rows: np.ndarray | None = None) -> Predictions | None:
         """The stored predictions for ``key`` if they are sound; ``None`` (recompute) otherwise."""
@@ -327,22 +356,33 @@ class PredictionCache:
         problem = _problem(arrays, key, task, rows)
         if problem:
             return _stale(path, problem)
-        if embeddings and "embeddings" not in arrays:
-            return None
-        return Predictions(logits=arrays["logits"], labels=arrays["labels"], split=key[2], view=key[3], embeddings=arrays.get("embeddings"),
+        features = None
+        if embeddings:
+            record = json.loads(str(arrays["about"][()])).get("features")
+            if record is None:  # stored without features: compute them (and the logits again) in one pass
+                return None
+            try:
+                record = FeatureRecord.from_json(record)
+                if record.shape[:1] != (len(arrays["labels"]),):
+                    raise DamagedFeatures(f"its features record has {record.shape[0]} rows, the predictions {len(arrays['labels'])}")
+                features = open_features(self._features_path(key), record)
+            except DamagedFeatures as error:
+                return _stale(path, str(error))
+        return Predictions(logits=arrays["logits"], labels=arrays["labels"], split=key[2], view=key[3], embeddings=features,
                            rows=arrays.get("rows"), inputs=arrays.get("inputs"))
 
-    def _write(self, key: tuple, task: Task, predictions: Predictions) -> None:
+    def _write(self, key: tuple, task: Task, predictions: Predictions, features: FeatureRecord | None = None) -> None:
+        """Store ``predictions`` (all but the features) under ``key``; ``features``: the record of the features file already written."""
         path = self._path(key)
         if path is None:
             return
         arrays = {"logits": predictions.logits, "labels": predictions.labels}
-        if predictions.embeddings is not None:
-            arrays["embeddings"] = predictions.embeddings
         for name in ("rows", "inputs"):  # an adversarial view's rows attacked and a few of its inputs
             if getattr(predictions, name) is not None:
                 arrays[name] = getattr(predictions, name)
         about = {"format": FORMAT, "candidate": key[0], "data": task.digest(), "split": key[2], "view": key[3], "classes": task.num_classes, "sha256": _checksum(arrays)}
+        if features is not None:
+            about["features"] = features.as_json()
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, **arrays, about=np.array(json.dumps(about, sort_keys=True)))
 
@@ -358,6 +398,19 @@ def _frozen_body(candidate: Candidate) -> str | None:
             or tuple(getattr(model, "frozen_prefixes", ())) != ("body.",) or not arch.get("frozen") or not arch.get("weights_sha256")):
         return None
     return json.dumps({k: v for k, v in arch.items() if k != "num_classes"}, sort_keys=True, default=str)
+
+
+class _Copies:
+    """An array's row slices as writable copies: torch wraps a read-only (memory-mapped) batch only with a warning."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return np.array(self.array[rows])
 
 
 def _checksum(arrays: dict[str, np.ndarray]) -> str:
@@ -423,9 +476,6 @@ def _problem(arrays: dict[str, np.ndarray], key: tuple, task: Task, rows: np.nda
         return f"it has {len(logits)} rows, the {key[2]} split has {rows}"
     if expected is not None and not np.array_equal(labels, expected):
         return f"its labels differ from the {key[2]} split's"
-    emb = arrays.get("embeddings")
-    if emb is not None and (emb.ndim != 2 or len(emb) != rows):
-        return f"its embeddings have shape {list(emb.shape)}, not ({rows}, D)"
     if about.get("sha256") != _checksum(arrays):
         return "its content does not match its checksum (changed after writing)"
     return None

@@ -6,7 +6,10 @@ Everything that reads a model's outputs over a split goes through
 (``transfer``, ``fewshot``, ``selfsup``) and a teacher's logits (``distill``).
 Rows are taken ``batch_size`` at a time (a lazy image set is decoded batch by
 batch) and each batch's outputs move to the CPU before the next one runs, so
-the memory a pass needs is bounded by the batch, not by the split.
+the memory a pass needs is bounded by the batch, not by the split. A caller
+that must not hold every row's features at once (the prediction cache,
+writing them to a memory-mapped file) passes ``features_to``: each batch's
+features go there instead of into the returned tensor.
 
 Attention maps are returned by the call that asked for them (never kept on
 the module), so two calls in flight cannot overwrite each other's.
@@ -15,6 +18,7 @@ the module), so two calls in flight cannot overwrite each other's.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -56,6 +60,7 @@ def forward_pass(
     logits: bool = True,
     features: bool = False,
     attention: bool = False,
+    features_to: Callable[[int, torch.Tensor], None] | None = None,
 ) -> Outputs:
     """Run ``model`` over every row of ``x``, ``batch_size`` rows at a time, in inference mode.
 
@@ -66,6 +71,9 @@ def forward_pass(
         x: an array, a lazy dataset or a tensor; token ids stay integers.
         device: where the batches go (default: where the model's weights are).
         logits, features, attention: which outputs to keep.
+        features_to: called with ``(first row, (B, D) float32 CPU features)``
+            for each batch, in row order, instead of keeping the features
+            (``Outputs.features`` is then ``None``).
 
     Returns:
         ``Outputs`` holding what was asked for. Each module's train/eval mode
@@ -87,10 +95,12 @@ def forward_pass(
     try:
         with torch.inference_mode():
             for start, batch in batches(x, batch_size):
-                out, feats, maps = _one_batch(model, as_input(batch, device), logits, features, attention)
+                out, feats, maps = _one_batch(model, as_input(batch, device), logits, features or features_to is not None, attention)
                 if logits:
                     kept["logits"].put(start, out)
-                if features:
+                if features_to is not None:
+                    features_to(start, feats.float().cpu())
+                elif features:
                     kept["features"].put(start, feats)
                 if attention:
                     kept["attention"] = kept["attention"] or [_Rows(n) for _ in maps]
@@ -103,7 +113,7 @@ def forward_pass(
             module.training = training
     return Outputs(
         logits=kept["logits"].tensor if logits else None,
-        features=kept["features"].tensor if features else None,
+        features=kept["features"].tensor if features and features_to is None else None,
         attention=[rows.tensor for rows in kept["attention"]] if attention else None,
         seconds=time.perf_counter() - started,
     )
