@@ -137,3 +137,39 @@ def test_bad_settings_are_refused_with_the_fix():
         A.AttackSettings(attack="square", norm="l2")
     assert A.AttackSettings(steps=10).digest() != A.AttackSettings(steps=20).digest()
     assert A.AttackSettings(attack="square", steps=10).digest() == A.AttackSettings(attack="square", steps=20).digest()  # unused by Square
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 1.0)])
+def test_stopping_fooled_examples_keeps_apgd_and_can_only_strengthen_pgd(cnn, sample, norm, eps):
+    """APGD returns the same points with fooled examples dropped from the batch; PGD's points of fooled examples fool the
+    model, stay within eps, and robust accuracy is at most the one of the last iterates, seed for seed."""
+    x, y = sample
+    model = cnn.model.eval()
+    c = A.Constraint(torch.tensor(0.0), torch.tensor(1.0))
+    full, stopped = (A.apgd(model, x, y, eps, c, norm=norm, steps=10, seed=3, stop_when_fooled=s) for s in (False, True))
+    assert (full - stopped).abs().max() <= 1e-6
+    for restarts in (1, 2):
+        last, first = (A.pgd(model, x, y, eps, c, norm=norm, steps=10, seed=3, restarts=restarts, stop_when_fooled=s) for s in (False, True))
+        assert _robust(model, first, x, y) <= _robust(model, last, x, y)
+        delta = (first - x).flatten(1)
+        assert (delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)).max() <= eps + 1e-5
+    with pytest.raises(ValueError, match="needs the true classes"):
+        A.pgd(model, x, torch.softmax(model(x), 1).detach(), eps, c, stop_when_fooled=True)
+
+
+def test_each_example_may_have_its_own_epsilon(cnn, sample):
+    """eps as an (N,) tensor: each example within its own radius; equal radii give the scalar's points exactly."""
+    x, y = sample
+    model = cnn.model.eval()
+    c = A.Constraint(torch.tensor(0.0), torch.tensor(1.0))
+    eps = torch.linspace(0.0, 0.2, len(x))
+    for attack in ("pgd", "apgd"):
+        for norm in ("linf", "l2"):
+            adv = A.run_attack(model, x, y, eps, c, A.AttackSettings(attack=attack, norm=norm, steps=5))
+            delta = (adv - x).flatten(1)
+            size = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
+            assert (size <= eps + 1e-6).all(), (attack, norm)
+        same = A.run_attack(model, x, y, torch.full((len(x),), 0.1), c, A.AttackSettings(attack=attack, steps=5))
+        assert torch.equal(same, A.run_attack(model, x, y, 0.1, c, A.AttackSettings(attack=attack, steps=5))), attack
+    with pytest.raises(ValueError, match=r"eps has shape \(3,\); give one epsilon, or one per example: shape \(128,\)"):
+        A.pgd(model, x, y, torch.ones(3), c)

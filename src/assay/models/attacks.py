@@ -55,6 +55,10 @@ class AttackSettings:
         queries: Square Attack's budget of model calls per example.
         p_init: Square Attack's initial share of the features one square changes.
         seed: seeds the random starts and the squares.
+        stop_when_fooled: PGD and APGD stop stepping an example at its first fooling iterate and return that point
+            (AutoAttack attacks only the points still standing): robust accuracy, which counts an example broken once
+            any iterate fools it, can only fall per seed, and the steps cost only the examples still standing.
+            Off, PGD returns its last iterate (Madry et al.; torchattacks). APGD returns the first fooling iterate either way.
     """
 
     attack: str = "apgd"
@@ -67,6 +71,7 @@ class AttackSettings:
     queries: int = 300
     p_init: float = 0.3
     seed: int = 0
+    stop_when_fooled: bool = True
 
     def __post_init__(self) -> None:
         if self.attack not in ATTACKS:
@@ -87,7 +92,8 @@ class AttackSettings:
     def digest(self) -> str:
         """A short hash of the settings that change this attack's output (Square's for Square, the gradient attacks' for them)."""
         kept = asdict(self)
-        unused = ("queries", "p_init") if self.attack in WHITE_BOX else ("steps", "restarts", "step_size", "random_start", "schedule")
+        unused = (("queries", "p_init") if self.attack in WHITE_BOX
+                  else ("steps", "restarts", "step_size", "random_start", "schedule", "stop_when_fooled"))
         for key in unused:
             kept.pop(key)
         return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
@@ -98,7 +104,8 @@ class AttackSettings:
             return f"square (linf, {self.queries} queries, black-box)"
         if self.attack == "fgsm":
             return f"fgsm ({self.norm}, one step)"
-        return f"{self.attack} ({self.norm}, {self.steps} steps, {self.restarts} restart{'s' if self.restarts > 1 else ''})"
+        stops = ", fooled examples stop" if self.stop_when_fooled and self.attack == "pgd" else ""  # (APGD's output is the same)
+        return f"{self.attack} ({self.norm}, {self.steps} steps, {self.restarts} restart{'s' if self.restarts > 1 else ''}{stops})"
 
 
 @dataclass(frozen=True)
@@ -146,11 +153,15 @@ class Constraint:
             return adv
         return torch.clamp(adv, min=low, max=high)
 
-    def project(self, adv: torch.Tensor, x: torch.Tensor, radius: float, norm: str, bounds: tuple | None = None) -> torch.Tensor:
-        """The nearest point to ``adv`` within ``radius`` of ``x`` (in ``norm``), with fixed features unmoved and the range kept."""
+    def project(self, adv: torch.Tensor, x: torch.Tensor, radius: float | torch.Tensor, norm: str, bounds: tuple | None = None) -> torch.Tensor:
+        """The nearest point to ``adv`` within ``radius`` of ``x`` (in ``norm``), with fixed features unmoved and the range kept.
+
+        ``radius``: one for every row, or ``(N,)``, each row its own.
+        """
         delta = self.masked(adv - x)
+        radius = _per_row(radius, delta)
         if norm == "linf":
-            delta = delta.clamp(-radius, radius)
+            delta = torch.clamp(delta, -radius, radius) if isinstance(radius, torch.Tensor) else delta.clamp(-radius, radius)
         else:
             length = delta.flatten(1).norm(dim=1).view(-1, *([1] * (delta.dim() - 1)))
             delta = delta * torch.clamp(radius / (length + 1e-12), max=1.0)
@@ -208,15 +219,15 @@ def margin(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 # --- white-box ---------------------------------------------------------------
 
-def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, constraint: Constraint, *, norm: str = "linf",
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | torch.Tensor, constraint: Constraint, *, norm: str = "linf",
          chunk: int = CHUNK) -> torch.Tensor:
     """Fast gradient sign method (Goodfellow et al. 2015): one step of the whole radius along the loss gradient."""
     return pgd(model, x, y, eps, constraint, norm=norm, steps=1, step_size=1.0, random_start=False, chunk=chunk)
 
 
-def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, constraint: Constraint, *, norm: str = "linf",
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | torch.Tensor, constraint: Constraint, *, norm: str = "linf",
         steps: int = 20, step_size: float | None = None, random_start: bool = True, restarts: int = 1, schedule: str = "constant",
-        seed: int = 0, chunk: int = CHUNK, loss: grad.Loss | None = None) -> torch.Tensor:
+        seed: int = 0, chunk: int = CHUNK, loss: grad.Loss | None = None, stop_when_fooled: bool = False) -> torch.Tensor:
     """Projected gradient descent on the cross-entropy (Madry et al. 2018).
 
     Each step moves by ``step_size * radius`` along the gradient's sign (L-inf)
@@ -226,17 +237,25 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, constrai
     Args:
         x: ``(N, ...)`` inputs (token ids for a token model).
         y: ``(N,)`` true classes, or ``(N, K)`` probabilities when ``loss`` reads them.
-        eps: the radius, in units of ``constraint.scale``.
+        eps: the radius, in units of ``constraint.scale``: one for all, or ``(N,)``, each example its own.
         loss: the per-row loss ascended, ``loss(logits, y)``; default cross-entropy
             (TRADES' training ascends a KL divergence from the clean probabilities).
+        stop_when_fooled: stop stepping an example once an iterate fools the model (its logits are
+            at hand with each gradient) and return that first fooling iterate; needs classes ``y``.
 
     Returns:
         ``(N, ...)`` adversarial points in gradient space: the fooling one where
-        a restart fooled the model, else the first restart's last iterate.
+        a restart fooled the model (the first fooling iterate with
+        ``stop_when_fooled``), else the first restart's last iterate.
+
+    Raises:
+        ValueError: ``stop_when_fooled`` with probabilities for ``y``; ``eps`` of another length than ``x``.
     """
-    radius = eps * constraint.scale
-    alpha = (2.5 / steps if step_size is None else step_size) * radius
+    if stop_when_fooled and y.dim() != 1:
+        raise ValueError("stop_when_fooled needs the true classes y (N,), not probabilities; set stop_when_fooled = False")
     start = grad.gradient_space(model, x)
+    radius = _radius(eps, constraint, len(x), start.device)
+    fraction = 2.5 / steps if step_size is None else step_size
     out, fooled = start.clone(), torch.zeros(len(x), dtype=torch.bool, device=start.device)
     gen = torch.Generator().manual_seed(seed)
     for restart in range(restarts):
@@ -244,25 +263,54 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, constrai
         if len(todo) == 0:
             break
         x0, ids, target = start[todo], x.to(start.device)[todo], y.to(start.device)[todo]
-        bounds = constraint.bounds(x0)
-        adv = x0.clone()
-        if random_start:
-            adv = constraint.project(x0 + constraint.masked(_uniform_ball(x0, radius, norm, gen)), x0, radius, norm, bounds)
-        for t in range(steps):
-            _, g = grad.gradients_at(model, ids, adv, target, loss=loss or _summed_cross_entropy, chunk=chunk)
-            step = alpha if schedule == "constant" else alpha * 0.5 * (1 + math.cos(math.pi * t / steps))
-            adv = constraint.project(adv + step * _direction(constraint.masked(g), norm), x0, radius, norm, bounds)
+        (r,) = _kept(todo, radius)
+        adv, hit = _pgd_run(model, x0, ids, target, r, fraction, constraint, norm, steps, schedule, random_start, gen, chunk, loss,
+                            stop_when_fooled)
         if restarts == 1:  # the first run attacks every example and nothing is left to choose: one forward pass saved
             return adv
-        hit = grad.logits_at(model, ids, adv, chunk=chunk).argmax(1) != (target if target.dim() == 1 else target.argmax(1))
+        rest = ~hit  # the last iterates not yet judged
+        labels = target if target.dim() == 1 else target.argmax(1)
+        if bool(rest.any()):
+            hit[rest] = grad.logits_at(model, ids[rest], adv[rest], chunk=chunk).argmax(1) != labels[rest]
         keep = hit if restart else torch.ones_like(hit)
         out[todo[keep]] = adv[keep]
         fooled[todo] |= hit
     return out
 
 
-def apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, constraint: Constraint, *, norm: str = "linf",
-         steps: int = 20, restarts: int = 1, rho: float = 0.75, seed: int = 0, chunk: int = CHUNK) -> torch.Tensor:
+def _pgd_run(model, x0, ids, target, radius, fraction, constraint: Constraint, norm, steps, schedule, random_start, gen, chunk, loss,
+             stop) -> tuple[torch.Tensor, torch.Tensor]:
+    """One PGD run: ``(points, stopped)``, ``stopped`` marking the examples that stopped at a fooling iterate (none unless ``stop``)."""
+    n = len(x0)
+    low, high = constraint.bounds(x0)
+    adv = x0.clone()
+    if random_start:
+        adv = constraint.project(x0 + constraint.masked(_uniform_ball(x0, radius, norm, gen)), x0, radius, norm, (low, high))
+    out, stopped = adv, torch.zeros(n, dtype=torch.bool, device=x0.device)
+    rows = torch.arange(n, device=x0.device)  # each stepped example's row of the output
+    for t in range(steps):
+        logits, g = grad.gradients_at(model, ids, adv, target, loss=loss or _summed_cross_entropy, chunk=chunk)
+        if stop:
+            wrong = logits.argmax(1) != target
+            if bool(wrong.any()):  # these stop here; the rest step on, in a smaller batch
+                stopped[rows[wrong]] = True
+                out = out.clone() if out is adv else out
+                out[rows[wrong]] = adv[wrong]
+                rows, adv, g, x0, ids, target, radius, low, high = _kept(~wrong, rows, adv, g, x0, ids, target, radius, low, high)
+                if len(rows) == 0:
+                    return out, stopped
+        step = fraction if schedule == "constant" else fraction * 0.5 * (1 + math.cos(math.pi * t / steps))
+        adv = constraint.project(adv + _per_row(step * radius, g) * _direction(constraint.masked(g), norm), x0, radius, norm, (low, high))
+    if not stop:
+        return adv, stopped
+    out = out.clone() if out is adv else out
+    out[rows] = adv
+    return out, stopped
+
+
+def apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | torch.Tensor, constraint: Constraint, *, norm: str = "linf",
+         steps: int = 20, restarts: int = 1, rho: float = 0.75, seed: int = 0, chunk: int = CHUNK,
+         stop_when_fooled: bool = False) -> torch.Tensor:
     """Auto-PGD on the cross-entropy (Croce & Hein 2020, Algorithm 1): no step size to tune.
 
     The step starts at twice the radius, with momentum 0.75; at checkpoints
@@ -272,13 +320,19 @@ def apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, constra
     (condition 1), or when neither the step nor the best loss changed since
     then (condition 2). Restarts attack only the examples still standing.
 
+    Args:
+        eps: the radius, one for all or ``(N,)``, each example its own.
+        stop_when_fooled: drop each example from the batch at its first fooling
+            iterate. The returned points are the same either way (every
+            example's state is its own); only the work shrinks.
+
     Returns:
-        ``(N, ...)`` points in gradient space: a fooling point where one was
-        found, else the highest-loss point; an example misclassified to begin
-        with is not attacked and comes back unchanged.
+        ``(N, ...)`` points in gradient space: the first fooling point where one
+        was found, else the highest-loss point; an example misclassified to
+        begin with is not attacked and comes back unchanged.
     """
-    radius = eps * constraint.scale
     start = grad.gradient_space(model, x)
+    radius = _radius(eps, constraint, len(x), start.device)
     out = start.clone()
     # As AutoAttack does, an example already misclassified is not attacked: it is returned as it is (robust at no radius).
     fooled = grad.logits_at(model, x, start, chunk=chunk).argmax(1) != y.to(start.device)
@@ -287,38 +341,51 @@ def apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, constra
         todo = (~fooled).nonzero()[:, 0]
         if len(todo) == 0:
             break
-        best, hit = _apgd_run(model, start[todo], x.to(start.device)[todo], y.to(start.device)[todo], radius, constraint, norm, steps,
-                              rho, gen, chunk)
+        (r,) = _kept(todo, radius)
+        best, hit = _apgd_run(model, start[todo], x.to(start.device)[todo], y.to(start.device)[todo], r, constraint, norm, steps,
+                              rho, gen, chunk, stop_when_fooled)
         out[todo] = best
         fooled[todo] |= hit
     return out
 
 
-def _apgd_run(model, x0, ids, target, radius, constraint: Constraint, norm, steps, rho, gen, chunk) -> tuple[torch.Tensor, torch.Tensor]:
+def _apgd_run(model, x0, ids, target, radius, constraint: Constraint, norm, steps, rho, gen, chunk,
+              stop) -> tuple[torch.Tensor, torch.Tensor]:
     n = len(x0)
     shape = (-1, *([1] * (x0.dim() - 1)))
     checkpoints = _apgd_checkpoints(steps)
-    bounds = constraint.bounds(x0)
-    adv = constraint.project(x0 + constraint.masked(_uniform_ball(x0, radius, norm, gen)), x0, radius, norm, bounds)
+    low, high = constraint.bounds(x0)
+    adv = constraint.project(x0 + constraint.masked(_uniform_ball(x0, radius, norm, gen)), x0, radius, norm, (low, high))
     logits, g = grad.gradients_at(model, ids, adv, target, loss=_summed_cross_entropy, chunk=chunk)
     loss = cross_entropy(logits.detach(), target)
     best_loss, best_x, best_g = loss, adv, g  # replaced, never written into, below
     fooled = logits.argmax(1) != target
     fooling = adv  # the fooling point of each fooled example
-    step = torch.full((n,), 2.0 * radius, device=x0.device)
+    step = torch.full((n,), 2.0, device=x0.device) * radius
     previous = adv
     rises = torch.zeros(n, device=x0.device)  # steps since the last checkpoint where the loss rose
     last_loss, last_best, last_reduced = loss, best_loss, torch.ones(n, dtype=torch.bool, device=x0.device)
+    out, hit, rows = x0.clone(), torch.zeros(n, dtype=torch.bool, device=x0.device), torch.arange(n, device=x0.device)
     since = 0
-    for t in range(steps):
+    for t in range(steps + 1):
+        if stop and bool(fooled.any()):  # the fooled examples leave with their fooling point; the rest step on in a smaller batch
+            out[rows[fooled]], hit[rows[fooled]] = fooling[fooled], True
+            (rows, x0, ids, target, radius, low, high, adv, g, loss, best_loss, best_x, best_g, step, previous, rises, last_loss,
+             last_best, last_reduced) = _kept(~fooled, rows, x0, ids, target, radius, low, high, adv, g, loss, best_loss, best_x, best_g,
+                                              step, previous, rises, last_loss, last_best, last_reduced)
+            fooled, fooling = fooled[~fooled], adv
+            if len(rows) == 0:
+                return out, hit
+        if t == steps:
+            break
         momentum = 0.75 if t > 0 else 1.0
-        z = constraint.project(adv + step.view(shape) * _direction(constraint.masked(g), norm), x0, radius, norm, bounds)
-        z = constraint.project(adv + momentum * (z - adv) + (1 - momentum) * (adv - previous), x0, radius, norm, bounds)
+        z = constraint.project(adv + step.view(shape) * _direction(constraint.masked(g), norm), x0, radius, norm, (low, high))
+        z = constraint.project(adv + momentum * (z - adv) + (1 - momentum) * (adv - previous), x0, radius, norm, (low, high))
         previous, adv = adv, z
         logits, g = grad.gradients_at(model, ids, adv, target, loss=_summed_cross_entropy, chunk=chunk)
         loss = cross_entropy(logits.detach(), target)
         wrong = logits.argmax(1) != target
-        fooling = torch.where((wrong & ~fooled).view(shape), adv, fooling)  # (torch.where: no boolean indexing in the loop)
+        fooling = torch.where((wrong & ~fooled).view(shape), adv, fooling) if not stop else adv  # (stopping: none was fooled before)
         fooled = fooled | wrong
         rises += (loss > last_loss).float()
         last_loss = loss
@@ -335,7 +402,9 @@ def _apgd_run(model, x0, ids, target, radius, constraint: Constraint, norm, step
             step = torch.where(reduce, step / 2.0, step)
             adv, g = torch.where(reduce.view(shape), best_x, adv), torch.where(reduce.view(shape), best_g, g)
             last_reduced, last_best, rises, since = reduce, best_loss, torch.zeros_like(rises), 0
-    return torch.where(fooled.view(shape), fooling, best_x), fooled
+    out[rows] = torch.where(fooled.view(shape), fooling, best_x)
+    hit[rows] = fooled
+    return out, hit
 
 
 def _apgd_checkpoints(steps: int) -> list[int]:
@@ -356,23 +425,52 @@ def _direction(g: torch.Tensor, norm: str) -> torch.Tensor:
     return g / (g.flatten(1).norm(dim=1).view(-1, *([1] * (g.dim() - 1))) + 1e-12)
 
 
-def _uniform_ball(x: torch.Tensor, radius: float, norm: str, gen: torch.Generator) -> torch.Tensor:
+def _uniform_ball(x: torch.Tensor, radius: float | torch.Tensor, norm: str, gen: torch.Generator) -> torch.Tensor:
     """A random point of the ball: uniform per coordinate (L-inf), a random direction at a uniform-volume radius (L2)."""
     if norm == "linf":
-        return ((torch.rand(x.shape, generator=gen) * 2 - 1) * radius).to(x.device, x.dtype)
+        return (torch.rand(x.shape, generator=gen) * 2 - 1).to(x.device, x.dtype) * _per_row(radius, x)
     d = torch.randn(x.shape, generator=gen)
     d = d / (d.flatten(1).norm(dim=1).view(-1, *([1] * (d.dim() - 1))) + 1e-12)
-    r = torch.rand(len(x), generator=gen) ** (1.0 / max(1, x[0].numel()))
-    return (d * (radius * r).view(-1, *([1] * (d.dim() - 1)))).to(x.device, x.dtype)
+    r = torch.rand(len(x), generator=gen).to(x.device) ** (1.0 / max(1, x[0].numel()))
+    return d.to(x.device, x.dtype) * _per_row(radius * r, x)
+
+
+def _radius(eps: float | torch.Tensor, constraint: Constraint, n: int, device: torch.device) -> float | torch.Tensor:
+    """``eps * constraint.scale``: a number for one epsilon, ``(N,)`` float32 on ``device`` for one per example.
+
+    Raises:
+        ValueError: per-example epsilons of another length than the examples', or not positive and finite.
+    """
+    if not isinstance(eps, (torch.Tensor, np.ndarray)) or np.ndim(eps) == 0:
+        return float(eps) * constraint.scale
+    r = torch.as_tensor(eps, dtype=torch.float32).to(device)
+    if r.shape != (n,):
+        raise ValueError(f"eps has shape {tuple(r.shape)}; give one epsilon, or one per example: shape ({n},)")
+    if not bool(torch.isfinite(r).all()) or bool((r < 0).any()):
+        raise ValueError("eps holds a negative or non-finite radius; give finite epsilons >= 0")
+    return r * constraint.scale
+
+
+def _per_row(value: float | torch.Tensor, like: torch.Tensor) -> float | torch.Tensor:
+    """A number as it is; an ``(N,)`` tensor shaped to broadcast over ``like``'s rows ``(N, 1, ...)``."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    return value.to(like.device, like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+
+def _kept(keep: torch.Tensor, *values):
+    """Each per-example tensor of ``values`` at the rows ``keep`` (a mask or indices); a number or ``None`` as it is."""
+    return tuple(v[keep] if isinstance(v, torch.Tensor) else v for v in values)
 
 
 # --- one entry point -------------------------------------------------------------
 
-def run_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, constraint: Constraint, settings: AttackSettings, *,
+def run_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | torch.Tensor, constraint: Constraint, settings: AttackSettings, *,
                predict: Predict | None = None, chunk: int = CHUNK) -> torch.Tensor:
     """The adversarial points of ``settings.attack`` at radius ``eps`` (in gradient space for the white-box attacks).
 
     Args:
+        eps: one radius, or ``(N,)``, one per example (the white-box attacks).
         predict: Square Attack's black-box logits function (default: the model's forward pass, no gradients).
     """
     s = settings
@@ -390,5 +488,6 @@ def run_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, c
         return fgsm(model, x, y, eps, constraint, norm=s.norm, chunk=chunk)
     if s.attack == "pgd":
         return pgd(model, x, y, eps, constraint, norm=s.norm, steps=s.steps, step_size=s.step_size, random_start=s.random_start,
-                   restarts=s.restarts, schedule=s.schedule, seed=s.seed, chunk=chunk)
-    return apgd(model, x, y, eps, constraint, norm=s.norm, steps=s.steps, restarts=s.restarts, seed=s.seed, chunk=chunk)
+                   restarts=s.restarts, schedule=s.schedule, seed=s.seed, chunk=chunk, stop_when_fooled=s.stop_when_fooled)
+    return apgd(model, x, y, eps, constraint, norm=s.norm, steps=s.steps, restarts=s.restarts, seed=s.seed, chunk=chunk,
+                stop_when_fooled=s.stop_when_fooled)
