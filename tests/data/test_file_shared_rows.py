@@ -94,10 +94,15 @@ def _without_copies(root, target):
     return target
 
 
-def test_a_study_task_counts_again_after_its_transforms_change_the_splits(wine_split, tmp_path):
+def test_a_study_task_counts_again_after_its_transforms_change_the_splits(wine_split, tmp_path, caplog):
     wine_split.to_csv(tmp_path / "wine.csv", index=False)
     table = {"path": "wine.csv", "label": "label", "split_column": "split"}
     whole = load_task(table, base_dir=tmp_path, seed=0)
+    caplog.clear()
     small = load_task({**table, "max_rows": 20}, base_dir=tmp_path, seed=0)
     assert whole.info[SHARED_ROWS] == COPIED and len(small.test) == 20
     assert small.info[SHARED_ROWS] == _shared_by_tuples(small)
+    caplog.clear()
+    kept = load_task({**table, "max_rows": 30}, base_dir=tmp_path, seed=0)
+    assert kept.info[SHARED_ROWS] == _shared_by_tuples(kept) > 0  # here a copied row survives: the second warning says why it differs
+    assert f"after the task's transforms (max_rows), {kept.info[SHARED_ROWS]} of 30 test rows" in caplog.text

@@ -45,14 +45,18 @@ def shared_rows(seen: Sequence[Any], test: Any) -> int:
     return sum(d in keys for d in _row_digests(test)) if keys else 0
 
 
-def with_shared_rows(task: Task) -> Task:
+def with_shared_rows(task: Task, *, after: str = "") -> Task:
     """``task`` with the count of test rows also in train or val in its ``info`` (the report shows it), warned when above zero.
 
     Validation counts too: it was train before a split was carved from it,
     and selection reads it, so a test row there is no more unseen.
+
+    Args:
+        after: what changed the rows since the loader counted them (e.g. ``"the task's transforms"``), named in the
+            warning so a second count is not read as a contradiction of the first.
     """
     n = shared_rows([task.train.x, task.val.x], task.test.x)
     if n:
-        _log.warning("%s: %d of %d test rows also appear in train or val; test accuracy on them measures memory, not generalisation",
-                     task.info.get("source", task.name), n, len(task.test))
+        _log.warning("%s: %s%d of %d test rows also appear in train or val; test accuracy on them measures memory, not generalisation",
+                     task.info.get("source", task.name), f"after {after}, " if after else "", n, len(task.test))
     return dataclasses.replace(task, info={**task.info, SHARED_ROWS: n})

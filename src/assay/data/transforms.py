@@ -165,7 +165,9 @@ def apply_transforms(task: Task, transforms: Iterable[TaskTransform], context: T
     transforms = sorted(transforms, key=lambda t: t.order)
     for transform in transforms:
         task = transform.apply(task, context)
-    return with_shared_rows(task) if transforms and SHARED_ROWS in task.info else task
+    if not transforms or SHARED_ROWS not in task.info:
+        return task
+    return with_shared_rows(task, after="the task's transforms (" + ", ".join(t.key for t in transforms) + ")")
 
 
 def _jsonable(value: Any) -> Any:
