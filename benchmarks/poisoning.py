@@ -5,7 +5,9 @@ corner patch, relabelled '0'), one small CNN is trained through assay's own
 recipe on the poisoned task; then, on that same model and the same training
 examples:
 
-* assay's ``poisoning`` check (its defaults);
+* assay's ``poisoning`` check (its defaults), through a prediction cache
+  with a folder, as in a study (the features streamed to disk and read back
+  memory-mapped, one class at a time);
 * ART 1.20's ``SpectralSignatureDefense`` and ``ActivationDefence`` on a
   ``PyTorchClassifier`` wrapping the model, untuned (their defaults, a batch
   size of 256 so they do not crawl). ART reads the activations of the last
@@ -85,10 +87,11 @@ def run(fraction: float, epochs: int, seed: int) -> None:
     with tempfile.TemporaryDirectory() as work:
         recipe = make_recipe("train", {"arch": "cnn", "epochs": epochs, "arch_options": {"channels": [16, 32]}}, "benchmark")
         candidate = recipe.make("cnn", RecipeContext(task=task, work_dir=Path(work), progress=False, seed=seed))
-    context = CheckContext(task=task, predictions=PredictionCache(None), seed=seed)
-    start = time.perf_counter()
-    records = {e.metric: e for e in make_check("poisoning", {}).run(candidate, context)}
-    seconds = time.perf_counter() - start  # includes the forward passes over train (with features) and the trigger view
+    with tempfile.TemporaryDirectory() as folder:  # a run folder's cache, as a study has: the features are read memory-mapped
+        context = CheckContext(task=task, predictions=PredictionCache(Path(folder)), seed=seed)
+        start = time.perf_counter()
+        records = {e.metric: e for e in make_check("poisoning", {}).run(candidate, context)}
+        seconds = time.perf_counter() - start  # includes the forward passes over train (with features) and the trigger view
     flagged = np.zeros(len(truth), bool)
     flagged[records["suspected_poison_fraction"].details["suspected"]] = True
     print(f"\nBadNets {fraction:.0%} into '0' on digits: {int(truth.sum())} of {len(truth)} training examples poisoned; "

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from assay.checks.base import CheckContext, make_check
-from assay.checks.poisoning_math import class_scatter, detect, spectral_signature
+from assay.checks.poisoning_math import class_scatter, detect, inverse_sqrt, spectral_signature
 from assay.checks.predictions import PredictionCache
 from assay.data.task_table import load_task
 from assay.data.transforms import poison_record
@@ -89,6 +89,30 @@ def test_badnets_on_digits_is_found_with_high_recall_at_a_low_false_positive_rat
     assert [p["suspicion"] for p in previews] == sorted((p["suspicion"] for p in previews), reverse=True)
     assert not [p for e in records.values() for p in problems(e)]
     assert check.requests(poisoned_digits) == {("train", "clean", True), ("test", "trigger", False)}
+
+
+def test_read_class_by_class_from_the_memory_mapped_cache_it_finds_what_the_whole_array_gives(backdoored, poisoned_digits, tmp_path):
+    """The features as the cache stores them (a read-only map) against the same features whole in memory, and a direct whole-array oracle."""
+    mapped = PredictionCache(tmp_path).get(backdoored, poisoned_digits, split="train", embeddings=True)
+    whole = PredictionCache(None).get(backdoored, poisoned_digits, split="train", embeddings=True)
+    assert isinstance(mapped.embeddings, np.memmap) and not isinstance(whole.embeddings, np.memmap)
+    streamed, in_memory = detect(mapped.embeddings, mapped.labels, seed=0), detect(whole.embeddings, whole.labels, seed=0)
+    assert streamed.keys() == in_memory.keys()
+    for c, (rows, finding) in streamed.items():
+        other_rows, other = in_memory[c]
+        assert np.array_equal(rows, other_rows), c
+        for name in finding.__dataclass_fields__:  # exactly: flags, suspicion, spectral scores, silhouette, spread ratio...
+            assert np.array_equal(getattr(finding, name), getattr(other, name)), (c, name)
+    # Oracle: whiten by the other classes' covariance computed from the whole array at once, then an SVD (Tran et al.)
+    f, y = np.asarray(whole.embeddings, dtype=np.float64), whole.labels
+    means = np.stack([f[y == c].mean(0) for c in range(10)])
+    centred = f - means[y]  # (N, D): every row minus its class mean
+    for c in (0, 3):  # the poisoned target and a clean class
+        rest = centred[y != c]
+        g = centred[y == c] @ inverse_sqrt(rest.T @ rest / len(rest))
+        top = np.linalg.svd(g, full_matrices=False)[2][0]
+        np.testing.assert_allclose(streamed[c][1].spectral, (g @ top) ** 2, rtol=1e-6, atol=1e-9)
+    assert streamed[0][1].poisoned and streamed[0][1].flagged.sum() > 0
 
 
 def test_a_clean_model_has_next_to_nothing_flagged(cnn, context):

@@ -19,9 +19,10 @@ Metrics:
     on a task poisoned by the option, the flags scored against the poisoned
     indices it recorded.
 
-The check reads the cached features one class at a time; it is costly on a
-large training split (a forward pass over it, with features), so a study runs
-it only when ``[checks] run`` names it.
+The check reads the cached features one class at a time (in a run folder
+they are a memory map, so its memory grows with the largest class, not with
+the training split); it is costly on a large training split (a forward pass
+over it, with features), so a study runs it only when ``[checks] run`` names it.
 """
 
 from __future__ import annotations

@@ -3,8 +3,12 @@
 Pure functions on numpy arrays, no I/O; ``checks/poisoning.py`` gathers the
 inputs and records the evidence. Everything works one class at a time (by the
 training label, which for a poisoned example is the attacker's target), so the
-working memory is one class's features plus a ``D x D`` matrix, whatever the
-size of the training set.
+working memory is one class's features plus a few ``D x D`` matrices, whatever
+the size of the training set: ``features`` may be a read-only memory map (the
+prediction cache's), of which only one class's rows are copied (in float64,
+a chunk at a time), centred in place, and never multiplied into a second
+``(n, D)`` array: the spectral directions come from the class's ``D x D``
+scatter, and the rows are only ever projected onto a few of them.
 
 The two published detectors, and how they are combined here:
 
@@ -72,6 +76,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_DIMS = 256  # features wider than this are projected onto the top directions of the pooled within-class scatter first
+CHUNK_BYTES = 1 << 24  # float64 rows worked on at once where a step goes through a class in blocks (about 16 MB)
 MIN_CLASS_SIZE = 10  # fewer examples than this: no clustering, nothing flagged
 SILHOUETTE_SAMPLE = 2000  # the silhouette costs n^2: estimated on a seeded sample of large classes
 
@@ -94,9 +99,31 @@ class Scatter:
     total: np.ndarray
     basis: np.ndarray | None = None
 
-    def project(self, features: np.ndarray) -> np.ndarray:
-        f = np.asarray(features, dtype=np.float64)
-        return f if self.basis is None else f @ self.basis
+    def centred_class(self, features: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, centred)``: the positions of class ``classes[k]`` and its features in the working space minus its mean ``(n, D)``."""
+        rows = np.flatnonzero(labels == self.classes[k])
+        centred = class_rows(features, rows, self.basis)
+        centred -= self.means[k]  # in place: no second (n, D) array
+        return rows, centred
+
+
+def class_rows(features: np.ndarray, rows: np.ndarray, basis: np.ndarray | None = None) -> np.ndarray:
+    """``features[rows]`` as float64 ``(n, D)`` (times ``basis`` when given), copied a block of rows at a time.
+
+    Only these rows are read from ``features`` (an array or a memory map), and
+    no float32 copy of the whole class exists beside the float64 one.
+    """
+    out = np.empty((len(rows), features.shape[1] if basis is None else basis.shape[1]))
+    for block in _blocks(len(rows), features.shape[1]):
+        part = np.asarray(features[rows[block]], dtype=np.float64)
+        out[block] = part if basis is None else part @ basis
+    return out
+
+
+def _blocks(n: int, width: int) -> list[slice]:
+    """Consecutive row slices of about ``CHUNK_BYTES`` of float64 rows ``width`` wide."""
+    step = max(CHUNK_BYTES // (8 * max(width, 1)), 1)
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
 
 def class_scatter(features: np.ndarray, labels: np.ndarray, max_dims: int = MAX_DIMS) -> Scatter:
@@ -117,11 +144,11 @@ def _scatter(features: np.ndarray, labels: np.ndarray, classes: np.ndarray, basi
     d = features.shape[1] if basis is None else basis.shape[1]
     counts, means, total = np.zeros(len(classes), np.int64), np.zeros((len(classes), d)), np.zeros((d, d))
     for k, c in enumerate(classes):
-        f = np.asarray(features[labels == c], dtype=np.float64)  # (n_c, D): one class in memory at a time
-        f = f if basis is None else f @ basis
+        f = class_rows(features, np.flatnonzero(labels == c), basis)  # (n_c, D): one class in memory at a time
         counts[k], means[k] = len(f), f.mean(0)
-        centred = f - means[k]
-        total += centred.T @ centred
+        f -= means[k]
+        total += f.T @ f
+        del f  # before the next class's rows are copied
     return Scatter(classes, counts, means, total, basis)
 
 
@@ -132,14 +159,28 @@ def inverse_sqrt(covariance: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
     return (vectors / np.sqrt(values)) @ vectors.T
 
 
-def spectral_signature(centred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tran et al. 2018: each row's squared projection on the top right singular vector of ``centred`` ``(n, D)``.
+def spectral_signature(centred: np.ndarray, whitening: np.ndarray | None = None, scatter: np.ndarray | None = None,
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tran et al. 2018: each row's squared projection on the top right singular vector of ``g = centred @ whitening``.
+
+    The right singular vectors of ``g`` are the eigenvectors of its ``D x D``
+    scatter ``W' (C'C) W``, so ``g`` itself (another ``(n, D)`` array, and an
+    SVD's as large again) is never formed: only the scores' one projection.
+
+    Args:
+        centred: ``(n, D)`` rows minus their mean.
+        whitening: ``(D, D)`` (``None``: the identity).
+        scatter: ``centred' centred`` when the caller has it.
 
     Returns:
-        ``(scores (n,), right singular vectors (D', D) by decreasing singular value, singular values (D',))``.
+        ``(scores (n,), right singular vectors of g (D, D) as rows by decreasing singular value, singular values (D,))``.
     """
-    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
-    return (centred @ vt[0]) ** 2, vt, singular
+    scatter = centred.T @ centred if scatter is None else scatter
+    gram = scatter if whitening is None else whitening.T @ scatter @ whitening  # (D, D): g'g
+    values, vectors = np.linalg.eigh(gram)
+    vt, singular = vectors[:, ::-1].T, np.sqrt(np.maximum(values[::-1], 0.0))
+    top = vt[0] if whitening is None else whitening @ vt[0]  # g @ v = centred @ (W v)
+    return (centred @ top) ** 2, vt, singular
 
 
 def two_means(z: np.ndarray, seed: int) -> np.ndarray:
@@ -162,8 +203,15 @@ def silhouette(z: np.ndarray, labels: np.ndarray, seed: int) -> float:
 
 
 def cluster_spread(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Each cluster's mean squared distance of its rows to its centre, ``(2,)``."""
-    return np.array([((x[labels == j] - x[labels == j].mean(0)) ** 2).sum(1).mean() if (labels == j).any() else 0.0 for j in (0, 1)])
+    """Each cluster's mean squared distance of its rows to its centre, ``(2,)``, a block of rows at a time."""
+    out = np.zeros(2)
+    for j in (0, 1):
+        members = np.flatnonzero(labels == j)
+        if len(members):
+            blocks = _blocks(len(members), x.shape[1])
+            centre = sum(x[members[b]].sum(0) for b in blocks) / len(members)
+            out[j] = sum(float(((x[members[b]] - centre) ** 2).sum()) for b in blocks) / len(members)
+    return out
 
 
 @dataclass(frozen=True)
@@ -194,22 +242,21 @@ class ClassFinding:
 
 
 def detect_in_class(
-    features: np.ndarray, mean: np.ndarray, whitening: np.ndarray, *, dims: int = 2, min_silhouette: float = 0.4,
+    centred: np.ndarray, whitening: np.ndarray, *, scatter: np.ndarray | None = None, dims: int = 2, min_silhouette: float = 0.4,
     min_spread_ratio: float = 2.4, seed: int = 0,
 ) -> ClassFinding:
-    """Score and flag one class's examples (``features`` ``(n, D)`` in the working space, whitened by ``whitening``).
+    """Score and flag one class's examples (``centred`` ``(n, D)``: in the working space, minus the class mean; whitened by ``whitening``).
 
-    See the module docstring for the method and why.
+    ``scatter``: ``centred' centred`` when the caller has it. See the module docstring for the method and why.
     """
-    n = len(features)
+    n = len(centred)
     if n < MIN_CLASS_SIZE:
         zeros = np.zeros(n)
         return ClassFinding(False, np.zeros(n, bool), zeros, zeros, 0.0, 1.0, 0.0, 0.0,
                             f"{n} examples: too few to cluster (at least {MIN_CLASS_SIZE})")
-    centred = features - mean
-    g = centred @ whitening  # (n, D): 1 in every direction where the other classes vary naturally
-    spectral, vt, singular = spectral_signature(g)
-    z = g @ vt[: min(dims, len(vt))].T  # (n, dims): the class's top directions of excess variance
+    # g = centred @ whitening is 1 in every direction where the other classes vary naturally; it is only ever projected
+    spectral, vt, singular = spectral_signature(centred, whitening, scatter)
+    z = centred @ (whitening @ vt[: min(dims, n, len(vt))].T)  # (n, dims): g on the class's top directions of excess variance
     labels = two_means(z, seed)
     spread = cluster_spread(centred, labels)
     suspect = int(np.argmax(spread))
@@ -237,19 +284,21 @@ def detect(features: np.ndarray, labels: np.ndarray, *, dims: int = 2, min_silho
     Each class is whitened by the pooled within-class covariance of the other
     classes (leave-one-class-out, so a poisoned class does not whiten its own
     poison away); a task with one class present is whitened by its own.
+    ``features`` ``(N, D)`` may be a memory map: two passes read it class by
+    class (the pooled scatter, then each class's detection).
     """
     stats = class_scatter(features, labels, max_dims)
     total, count = stats.total, int(stats.counts.sum())
     out = {}
     for k, c in enumerate(stats.classes):
-        rows = np.flatnonzero(labels == c)
-        f = stats.project(features[rows])
-        own = (f - stats.means[k]).T @ (f - stats.means[k])
+        rows, centred = stats.centred_class(features, labels, k)  # (n_c, D): this class only
+        own = centred.T @ centred
         others = count - int(stats.counts[k])
         covariance = (total - own) / others if others > len(stats.classes) else total / count
-        finding = detect_in_class(f, stats.means[k], inverse_sqrt(covariance), dims=dims, min_silhouette=min_silhouette,
+        finding = detect_in_class(centred, inverse_sqrt(covariance), scatter=own, dims=dims, min_silhouette=min_silhouette,
                                   min_spread_ratio=min_spread_ratio, seed=seed)
         out[int(c)] = (rows, finding)
+        del centred  # before the next class's rows are copied
     return out
 
 
