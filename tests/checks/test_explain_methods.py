@@ -214,3 +214,39 @@ def test_without_captum_the_check_runs_and_says_what_it_did_not_measure(mlp, con
     assert list(details["methods"]) == ["saliency"] and "Captum" in details["not_applicable"]["kernel_shap"]
     assert details["methods"]["saliency"]["infidelity"] is None and "max_sensitivity" not in records
     assert any("infidelity and max-sensitivity not measured: needs Captum" in n for n in details["notes"])
+
+
+def test_the_passes_at_the_input_and_its_baseline_are_made_once_and_read_as_if_made_again(digits, cnn, sample):
+    """Every curve starts and ends at the input or its baseline, infidelity's unperturbed term is f(x), IG's completeness reads
+    both: ``Explain.endpoints`` forwards them once, and what each reads equals forwarding them again."""
+    x, target = sample
+    setup = _setup(digits, x)
+    check = Explain(curve_steps=4)
+    ig = ex.integrated_gradients(cnn.model, torch.as_tensor(x), torch.as_tensor(target), setup)
+    ends = check.endpoints(cnn.model, x, setup)
+    curves = check.curves(cnn.model, x, target, setup, {"integrated_gradients": ig}, ends)["integrated_gradients"]
+    fractions = np.linspace(0, 1, 5)
+    removed = am.removal_masks(ig, setup.eligible(x), fractions)
+    for kind, masks in (("deletion", removed), ("insertion", ~removed)):  # every step forwarded, the first and last included
+        every = ex.target_probability(cnn.model, setup.remove(x, masks), np.repeat(target, 5), setup.batch_size).reshape(len(x), 5)
+        assert np.allclose(curves[kind], every, rtol=0, atol=1e-9)
+        assert np.allclose(curves[f"{kind}_auc"], am.curve_auc(every, fractions), rtol=0, atol=1e-9)
+
+    from assay.models import gradients as grad
+
+    xt, t = torch.as_tensor(x), torch.as_tensor(target).view(-1, 1)
+    gap = (grad.logits_at(cnn.model, xt, xt).gather(1, t) - grad.logits_at(cnn.model, xt, torch.as_tensor(setup.baseline)).gather(1, t))
+    # float32 logits, from batches of other sizes: the error, a small difference over the gap, agrees to 1e-5
+    assert np.allclose(check.completeness(target, ig, ends), am.completeness_error(ig.sum(axis=1), gap[:, 0].numpy()), rtol=0, atol=1e-5)
+
+    rows: list[int] = []
+    handle = cnn.model.register_forward_hook(lambda _m, _i, out: rows.append(len(out)))
+    try:
+        given = yeh.infidelity(cnn.model, x, target, setup, ig, samples=4, seed=1, logits=ends[: len(x)])
+        assert sum(rows) == 4 * len(x)  # only the perturbed inputs: f(x) was given
+        rows.clear()
+        itself = yeh.infidelity(cnn.model, x, target, setup, ig, samples=4, seed=1)
+        assert sum(rows) == 5 * len(x)  # f(x) once, however many batches of perturbations Captum makes
+    finally:
+        handle.remove()
+    assert np.allclose(given, itself, rtol=1e-5, atol=1e-9)  # f(x) from another batch: float32 rounding apart

@@ -55,19 +55,29 @@ def removal_perturbation(share: float, seed: int) -> Callable[[torch.Tensor], tu
 
 
 def infidelity(model, x: np.ndarray, target: np.ndarray, setup: Setup, attributions: np.ndarray, *, samples: int = 8,
-               share: float = REMOVED_SHARE, seed: int = 0) -> np.ndarray:
-    """``(N,)`` infidelity of ``attributions`` ``(N, F)`` (see the module's docstring), ``samples`` perturbations per example."""
+               share: float = REMOVED_SHARE, seed: int = 0, logits: torch.Tensor | None = None) -> np.ndarray:
+    """``(N,)`` infidelity of ``attributions`` ``(N, F)`` (see the module's docstring), ``samples`` perturbations per example.
+
+    ``logits``: the model's ``(N, K)`` at ``x``, when the caller has them.
+    Captum asks for ``f(x)`` again with every batch of perturbations; it is
+    computed once (or taken from ``logits``) and handed back each time.
+    """
     metrics = require("captum.metrics", "explain")
     x = np.asarray(x)
     owner = am.owner_of(setup.groups, int(np.prod(setup.shape)))
     present = torch.as_tensor(setup.eligible(x), dtype=torch.float64)  # (N, F): what can be removed (padding cannot)
+    at_x = {} if logits is None else {"logits": logits}
 
-    def logits(z: torch.Tensor, xs: torch.Tensor, bs: torch.Tensor) -> torch.Tensor:
+    def forward(z: torch.Tensor, xs: torch.Tensor, bs: torch.Tensor) -> torch.Tensor:
+        if z is present:  # the unperturbed input (Captum hands back the very tensor it was given): f(x)
+            if "logits" not in at_x:
+                at_x["logits"] = forward_pass(model, xs, batch_size=setup.batch_size).logits
+            return at_x["logits"]
         keep = (z[:, np.maximum(owner, 0)] > 0.5) | torch.as_tensor(owner < 0)  # (B, D); a dimension of no feature stays
         return forward_pass(model, torch.where(keep.view(xs.shape), xs, bs), batch_size=setup.batch_size).logits
 
     value = metrics.infidelity(
-        logits, removal_perturbation(share, seed), present, torch.as_tensor(np.asarray(attributions, dtype=np.float64)),
+        forward, removal_perturbation(share, seed), present, torch.as_tensor(np.asarray(attributions, dtype=np.float64)),
         additional_forward_args=(torch.as_tensor(x), torch.as_tensor(setup.baseline)), target=torch.as_tensor(target),
         n_perturb_samples=samples, max_examples_per_batch=_per_batch(len(x), samples, setup.batch_size), normalize=True)
     return value.double().numpy()

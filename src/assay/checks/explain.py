@@ -46,7 +46,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from ..models import gradients as grad
+from ..models.forward import forward_pass
 from ..stats import mean_interval
 from . import attribution_math as am
 from . import attribution_metrics as yeh
@@ -143,17 +143,32 @@ class Explain(Check):
 
     # --- measuring ---
 
-    def curves(self, model, x, target, setup: ex.Setup, attributions: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
-        """Per method (and ``random``): deletion and insertion curves ``(N, S)`` and their AUCs ``(N,)``."""
+    def endpoints(self, model, x: np.ndarray, setup: ex.Setup) -> torch.Tensor:
+        """``(2N, K)`` logits at each input, then at its baseline, in one batched pass.
+
+        Every deletion and insertion curve starts at one and ends at the other,
+        infidelity's unperturbed term is the first and IG's completeness reads
+        both: passed on, they are not computed again for each method.
+        """
+        return forward_pass(model, np.concatenate([x, setup.baseline]), batch_size=setup.batch_size).logits
+
+    def curves(self, model, x, target, setup: ex.Setup, attributions: dict[str, np.ndarray],
+               ends: torch.Tensor) -> dict[str, dict[str, np.ndarray]]:
+        """Per method (and ``random``): deletion and insertion curves ``(N, S)`` and their AUCs ``(N,)``; ``ends`` from ``endpoints``."""
         fractions = np.linspace(0, 1, self.curve_steps + 1)
+        inner = fractions[1:-1]  # only these steps are forwarded: nothing or everything removed is the input or the baseline itself
         eligible = setup.eligible(x)
+        n = len(x)
+        at_ends = ex.probability_of(ends, np.concatenate([target, target]))
+        at_x, at_baseline = at_ends[:n, None], at_ends[n:, None]
         out = {}
         for name, a in attributions.items():
-            removed = am.removal_masks(a, eligible, fractions)
+            removed = am.removal_masks(a, eligible, inner)
             row = {}
-            for kind, masks in (("deletion", removed), ("insertion", ~removed)):
-                p = ex.target_probability(model, setup.remove(x, masks), np.repeat(target, len(fractions)), setup.batch_size)
-                curve = p.reshape(len(x), len(fractions))
+            for kind, masks, first, last in (("deletion", removed, at_x, at_baseline), ("insertion", ~removed, at_baseline, at_x)):
+                p = ex.target_probability(model, setup.remove(x, masks), np.repeat(target, len(inner)), setup.batch_size) if len(inner) \
+                    else np.zeros(0)
+                curve = np.concatenate([first, p.reshape(n, len(inner)), last], axis=1)
                 row[kind], row[f"{kind}_auc"] = curve, am.curve_auc(curve, fractions)
             out[name] = row
         return out
@@ -167,11 +182,16 @@ class Explain(Check):
                 out[m].append((layer, am.spearman_rows(np.abs(attributions[m]), np.abs(a), eligible)))
         return out
 
-    def infidelity(self, model, x, target, setup: ex.Setup, attributions: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
-        """Per method, ``(N,)`` infidelity (Yeh et al. 2019); empty when ``infidelity_samples`` is 0 or Captum is missing."""
+    def infidelity(self, model, x, target, setup: ex.Setup, attributions: dict[str, np.ndarray], seed: int,
+                   logits: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+        """Per method, ``(N,)`` infidelity (Yeh et al. 2019); empty when ``infidelity_samples`` is 0 or Captum is missing.
+
+        ``logits``: the model's ``(N, K)`` at ``x`` when known (every method's unperturbed term).
+        """
         if not self.infidelity_samples or ex.captum_missing():
             return {}
-        return {m: yeh.infidelity(model, x, target, setup, a, samples=self.infidelity_samples, seed=seed) for m, a in attributions.items()}
+        return {m: yeh.infidelity(model, x, target, setup, a, samples=self.infidelity_samples, seed=seed, logits=logits)
+                for m, a in attributions.items()}
 
     def sensitivity(self, model, x, target, setup: ex.Setup, methods: list[str], seed: int) -> dict[str, np.ndarray]:
         """Per method, max-sensitivity (Yeh et al. 2019) of the sample's first ``sensitivity_examples``; empty for token inputs or 0 samples."""
@@ -182,12 +202,10 @@ class Explain(Check):
         return {m: yeh.max_sensitivity(ex.REGISTRY[m], model, x[:k], target[:k], part, samples=self.sensitivity_samples,
                                        radius=self.sensitivity_radius, seed=seed) for m in methods}
 
-    def completeness(self, model, x, target, setup: ex.Setup, ig: np.ndarray) -> np.ndarray:
-        xt = torch.as_tensor(x)
-        space = grad.gradient_space(model, xt)
-        base = grad.gradient_space(model, torch.as_tensor(setup.baseline))
-        t = torch.as_tensor(target).view(-1, 1).to(space.device)
-        gap = (grad.logits_at(model, xt, space).gather(1, t) - grad.logits_at(model, xt, base).gather(1, t))[:, 0].cpu().numpy()
+    def completeness(self, target, ig: np.ndarray, ends: torch.Tensor) -> np.ndarray:
+        """``(N,)`` IG's completeness error, the gap ``f(x) - f(baseline)`` read from ``endpoints``' logits."""
+        n, t = len(ig), torch.as_tensor(target).view(-1, 1)
+        gap = (ends[:n].gather(1, t) - ends[n:].gather(1, t))[:, 0].numpy()
         return am.completeness_error(ig.sum(axis=1), gap)
 
     # --- the verb ---
@@ -211,7 +229,8 @@ class Explain(Check):
             return [self.skipped(candidate, f"no explanation method applies ({'; '.join(f'{m}: {r}' for m, r in reasons.items())})")]
         attributions = self.attributions(model, x, target, setup, methods)
         rng = np.random.default_rng(context.seed + 2)
-        curves = self.curves(model, x, target, setup, {**attributions, "random": rng.random((len(x), len(setup.groups)))})
+        ends = self.endpoints(model, x, setup)
+        curves = self.curves(model, x, target, setup, {**attributions, "random": rng.random((len(x), len(setup.groups)))}, ends)
         n_boot, seed = context.n_boot, context.seed
 
         def interval(values: np.ndarray) -> tuple[float, tuple[float, float]]:
@@ -219,7 +238,7 @@ class Explain(Check):
             return float(v.mean()), mean_interval(v, n_boot=n_boot, seed=seed)
 
         rand = curves["random"]
-        infidelity = self.infidelity(model, x, target, setup, attributions, context.seed)
+        infidelity = self.infidelity(model, x, target, setup, attributions, context.seed, ends[: len(x)])
         table = {}
         for m in methods:
             c = curves[m]
@@ -259,7 +278,7 @@ class Explain(Check):
         if caps.differentiable:
             ev.append(self._sanity(candidate, model, x, target, setup, attributions, best, seed))
         if "integrated_gradients" in attributions:
-            err, ci = interval(self.completeness(model, x, target, setup, attributions["integrated_gradients"]))
+            err, ci = interval(self.completeness(target, attributions["integrated_gradients"], ends))
             ev.append(self.evidence(candidate, "ig_completeness_error", err, ci, details={"n_steps": self.n_steps, "baseline": self.baseline}))
         drift = self._drift(candidate, context, x, target, setup, attributions, interval)
         if drift is not None:

@@ -320,8 +320,12 @@ def captum_missing() -> str | None:
 
 def target_probability(model: nn.Module, x: np.ndarray, target: np.ndarray, batch_size: int) -> np.ndarray:
     """Softmax probability of ``target`` for every row of ``x``, through the one batched forward pass."""
-    logits = forward_pass(model, x, batch_size=batch_size).logits.double()
-    return torch.softmax(logits, dim=1).gather(1, torch.as_tensor(target).view(-1, 1).long())[:, 0].numpy()
+    return probability_of(forward_pass(model, x, batch_size=batch_size).logits, target)
+
+
+def probability_of(logits: torch.Tensor, target: np.ndarray) -> np.ndarray:
+    """``(N,)`` float64: the softmax probability of each row's ``target`` class, from ``(N, K)`` logits."""
+    return torch.softmax(logits.double(), dim=1).gather(1, torch.as_tensor(target).view(-1, 1).long())[:, 0].numpy()
 
 
 def randomised_copies(model: nn.Module, steps: int, seed: int):
