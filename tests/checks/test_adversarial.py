@@ -50,6 +50,8 @@ def test_robust_accuracy_falls_with_epsilon_on_the_cnn_and_raises_no_warning(cnn
     assert acc.details["warnings"] == [] and min_eps.details["warnings"] == []
     assert acc.details["attack"].startswith("apgd (linf, 10 steps") and acc.details["unit"] == "pixel values on [0, 1]"
     assert 0.02 <= min_eps.value <= 0.2 and min_eps.low <= min_eps.value <= min_eps.high
+    assert min_eps.details["method"].startswith("bisection, 5 steps, within the list's bracket (apgd")
+    assert min_eps.details["precision"] == pytest.approx((0.2 - 0.1) / 2**5)  # the widest bracket of the list, halved 5 times
     shown = acc.details["examples"]
     assert len(shown) == 4 and np.abs(np.subtract(shown[0]["adversarial"], shown[0]["clean"])).max() <= 0.1 + 1e-4
     # The adversarial examples are views of the cache, on disk: a second cache over the same folder attacks nothing.

@@ -17,10 +17,20 @@ stored like any view's predictions.
 
 Robust accuracy at each radius has a Clopper-Pearson interval; the headline
 ``adversarial_accuracy`` is the one at ``headline_epsilon`` (default: the
-middle of the list). Each example's minimal epsilon is the smallest radius
-of the list whose attack flips it (0 when already wrong, censored above the
-largest); ``median_min_epsilon`` is their median, with an order-statistic
-interval.
+middle of the list). Each example's minimal epsilon starts as the smallest
+radius of the list whose attack flips it (0 when already wrong, censored
+above the largest); with ``bisection_steps`` (default 5) the white-box attack
+then bisects inside that bracket of the list, every example at its own radius
+in one batched attack per step, and keeps the smallest radius seen to flip it
+(an upper bound on the true minimum, as the list's was).
+``median_min_epsilon`` is their median, with an order-statistic interval;
+the details give the quartiles, the method and the precision reached.
+
+The attacks stop stepping an example at its first fooling iterate
+(``stop_when_fooled``, on by default; AutoAttack likewise attacks only the
+points still standing): a fooled example's point is that iterate, which
+makes PGD at least as strong per seed and leaves APGD's points unchanged,
+while the steps cost only the examples still standing.
 
 Gradient masking (Athalye et al. 2018; Carlini et al. 2019) makes a model
 look robust because the attack cannot find its gradient. The check looks for
@@ -68,6 +78,28 @@ class _Run:
         return made + self.settings.describe()
 
 
+@dataclass(frozen=True, eq=False)
+class MinimalEpsilons:
+    """Per attacked example (``(n,)`` each): its minimal epsilon found, the largest radius that failed below it, and the list's bracket.
+
+    ``found`` is 0 where the clean input is already wrong and ``inf`` where even the largest radius did not flip it.
+    ``points``: the fooling point (gradient space) at ``found`` of each example bisection flipped, else its clean input
+    (``None`` without bisection).
+    """
+
+    found: np.ndarray
+    lower: np.ndarray
+    bracket_low: np.ndarray
+    bracket_high: np.ndarray
+    points: torch.Tensor | None
+    method: str
+
+    def precision(self) -> float:
+        """The widest bracket left around a finite minimal epsilon (the list's spacing without bisection); 0 when none."""
+        open_ = np.isfinite(self.found) & (self.found > 0)
+        return float((self.found - self.lower)[open_].max()) if open_.any() else 0.0
+
+
 @register_check
 class Adversarial(Check):
     """Robust accuracy under white-box, transfer and black-box attacks, with gradient-masking warnings."""
@@ -77,13 +109,13 @@ class Adversarial(Check):
     metrics = declare(
         Metric("adversarial_accuracy", True, "accuracy under attack at the headline epsilon (worst case over the attacks run)",
                scale="proportion"),
-        Metric("median_min_epsilon", True, "median over examples of the smallest epsilon of the list whose attack flips the prediction",
-               scale="amount"),
+        Metric("median_min_epsilon", True, "median over examples of the smallest epsilon found (the list, then bisection inside "
+               "its bracket) whose attack flips the prediction", scale="amount"),
     )
     covers = "inputs an attacker perturbed within a small radius (adversarial examples)"
     limits = {"epsilons": above(0), "headline_epsilon": above(0), "n_examples": at_least(1), "restarts": at_least(1),
               "queries": at_least(1), "check_examples": at_least(1), "step_factor": at_least(2), "tolerance": between(0, 1),
-              "step_size": above(0), "p_init": between(0, 1, low_open=True)}
+              "step_size": above(0), "p_init": between(0, 1, low_open=True), "bisection_steps": at_least(0)}
 
     @staticmethod
     def worst_finding(records: Mapping[str, Evidence]) -> str:
@@ -96,7 +128,8 @@ class Adversarial(Check):
     def __init__(self, *, epsilons: list[float] | tuple[float, ...] | None = None, attack: str = "apgd", norm: str = "linf", steps: int = 20,
                  restarts: int = 1, step_size: float | None = None, random_start: bool = True, schedule: str = "constant",
                  n_examples: int = 256, headline_epsilon: float | None = None, queries: int = 300, p_init: float = 0.3,
-                 check_examples: int = 64, step_factor: int = 4, tolerance: float = 0.02) -> None:
+                 check_examples: int = 64, step_factor: int = 4, tolerance: float = 0.02, bisection_steps: int = 5,
+                 stop_when_fooled: bool = True) -> None:
         if norm not in atk.NORMS:
             raise ValueError(f"norm = {norm!r}; use one of {', '.join(atk.NORMS)}")
         if attack == "square" and norm != "linf":
@@ -111,6 +144,7 @@ class Adversarial(Check):
         self.step_size, self.random_start, self.schedule, self.n_examples = step_size, random_start, schedule, n_examples
         self.headline_epsilon, self.queries, self.p_init = headline, queries, p_init
         self.check_examples, self.step_factor, self.tolerance = check_examples, step_factor, tolerance
+        self.bisection_steps, self.stop_when_fooled = bisection_steps, stop_when_fooled
         self.settings(0)  # validates attack, schedule and the rest now, not at the first candidate
 
     def settings(self, seed: int, attack: str | None = None) -> atk.AttackSettings:
@@ -118,7 +152,7 @@ class Adversarial(Check):
         kind = attack or self.attack
         return atk.AttackSettings(attack=kind, norm="linf" if kind == "square" else self.norm, steps=self.steps, restarts=self.restarts,
                                   step_size=self.step_size, random_start=self.random_start, schedule=self.schedule,
-                                  queries=self.queries, p_init=self.p_init, seed=seed)
+                                  queries=self.queries, p_init=self.p_init, seed=seed, stop_when_fooled=self.stop_when_fooled)
 
     def sample(self, context: CheckContext) -> np.ndarray:
         """The seeded, sorted rows of the evaluated split that are attacked."""
@@ -201,23 +235,52 @@ class Adversarial(Check):
         value = k / n if n else 0.0
         low, high = proportion_interval(k, n) if n else (0.0, 1.0)
         ev = [self.evidence(candidate, "adversarial_accuracy", value, (low, high), details=details, figures=("adversarial_curve",))]
-        ev.append(self._min_epsilon(candidate, combined, clean_correct, warnings))
+        ev.append(self._min_epsilon(candidate, self.minimal_epsilons(candidate, context, runs, rows, combined, clean_correct), warnings))
         return ev
+
+    def minimal_epsilons(self, candidate, context: CheckContext, runs: list[_Run], rows: np.ndarray, correct: np.ndarray,
+                         clean_correct: np.ndarray) -> MinimalEpsilons:
+        """Each attacked example's minimal epsilon: the list's bracket from ``correct`` (``(E, n)`` robust flags), narrowed by bisection.
+
+        Bisection runs the candidate's own white-box attack (same settings and seed), every bracketed example at its own
+        radius in one batch per step, through the gradient helper: it judges each point with ``gradients.logits_at``.
+        """
+        low, high = am.brackets(correct, clean_correct, self.epsilons)
+        white = runs[0] if len(runs) == 1 and runs[0].label == "white-box" else None
+        if not self.bisection_steps or white is None:
+            why = "" if not self.bisection_steps else " (no bisection: it needs a white-box attack on the candidate itself)"
+            return MinimalEpsilons(high, low, low, high, None, "the smallest epsilon of the list that flips each example" + why)
+        model = candidate.model
+        x = as_input(context.data.x[rows], device=candidate.device)
+        y = torch.as_tensor(np.asarray(context.data.y)[rows], dtype=torch.long, device=candidate.device)
+        constraint = atk.constraint_for(context.task, model)
+        points = grad.gradient_space(model, x).clone()
+
+        def flips(idx: np.ndarray, eps: np.ndarray) -> np.ndarray:
+            i = torch.as_tensor(idx, device=x.device)
+            adv = atk.run_attack(model, x[i], y[i], torch.as_tensor(eps, dtype=torch.float32), constraint, white.settings)
+            hit = grad.logits_at(model, x[i], adv).argmax(1) != y[i]
+            points[i[hit]] = adv[hit]  # each later hit is at a smaller radius
+            return hit.cpu().numpy()
+
+        found, lower = am.bisect(low, high, flips, self.bisection_steps)
+        return MinimalEpsilons(found, lower, low, high, points.cpu(),
+                               f"bisection, {self.bisection_steps} steps, within the list's bracket ({white.settings.describe()})")
 
     # --- parts ---
 
-    def _min_epsilon(self, candidate, combined: np.ndarray, clean_correct: np.ndarray, warnings: list[str]) -> Evidence:
-        found = am.minimal_epsilons(combined, clean_correct, self.epsilons)
-        top = self.epsilons[-1]
+    def _min_epsilon(self, candidate, m: MinimalEpsilons, warnings: list[str]) -> Evidence:
+        found, top = m.found, self.epsilons[-1]
         quartiles = {}
         for name, q in (("q25", 0.25), ("median", 0.5), ("q75", 0.75)):
             value, low, high = am.quantile_interval(found, q)
             quartiles[name] = {"value": min(value, top), "interval": [min(low, top), min(high, top)], "at_least": bool(value > top)}
-        m = quartiles["median"]
+        median = quartiles["median"]
         details = {"quartiles": quartiles, "censored_share": float(np.isinf(found).mean()) if len(found) else 0.0,
-                   "epsilons": list(self.epsilons), "warnings": warnings,
-                   "meaning": "smallest radius of the list that flips each example; 'at least' where the largest did not"}
-        return self.evidence(candidate, "median_min_epsilon", m["value"], tuple(m["interval"]), details=details)
+                   "epsilons": list(self.epsilons), "warnings": warnings, "method": m.method, "precision": m.precision(),
+                   "meaning": "smallest radius found to flip each example (an upper bound on its minimal epsilon); 'at least' "
+                              "where the largest of the list did not; precision: the widest bracket left around a minimal epsilon"}
+        return self.evidence(candidate, "median_min_epsilon", median["value"], tuple(median["interval"]), details=details)
 
     def _warnings(self, candidate, context: CheckContext, runs: list[_Run], per_run: dict[str, np.ndarray], rows: np.ndarray,
                   clean_correct: np.ndarray) -> list[str]:

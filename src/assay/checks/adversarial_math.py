@@ -5,7 +5,7 @@ No I/O and no models: arrays in, numbers out, so each is tested on its own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -29,6 +29,44 @@ def minimal_epsilons(correct: np.ndarray, clean_correct: np.ndarray, epsilons: S
     flipped = ~np.asarray(correct, dtype=bool)  # (E, N)
     first = np.where(flipped.any(0), eps[flipped.argmax(0)], np.inf)
     return np.where(np.asarray(clean_correct, dtype=bool), first, 0.0)
+
+
+def brackets(correct: np.ndarray, clean_correct: np.ndarray, epsilons: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Per example, the list's bracket of its minimal epsilon: ``(low, high)`` with the attack flipping it at ``high``
+    (its first flip on the list) and not at ``low`` (the epsilon before, or 0).
+
+    Wrong when clean: ``(0, 0)``; never flipped: ``(largest epsilon, inf)``, censored. ``high`` is ``minimal_epsilons``.
+    """
+    eps = np.asarray(epsilons, dtype=np.float64)
+    high = minimal_epsilons(correct, clean_correct, epsilons)
+    flipped = np.isfinite(high) & (high > 0)
+    below = np.concatenate([[0.0], eps])[np.searchsorted(eps, np.where(flipped, high, 0.0))]  # the list epsilon under ``high``
+    low = np.where(flipped, below, np.where(np.isinf(high), eps[-1], 0.0))
+    return low, high
+
+
+def bisect(low: np.ndarray, high: np.ndarray, flips: Callable[[np.ndarray, np.ndarray], np.ndarray], steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Narrow each bracket ``(low, high]`` of a minimal epsilon by bisection: ``steps`` halvings, every example at once.
+
+    ``flips(rows, eps)`` attacks the examples ``rows`` (indices), each at its own
+    radius ``eps``, in one batch, and says which it flipped. A flip moves an
+    example's ``high`` down to that radius, a failure moves ``low`` up; as each
+    radius tried lies below ``high``, the final ``high`` is the smallest radius
+    seen to flip the example (attacks are not perfectly monotone in epsilon, so
+    this is an upper bound on its minimal epsilon, as the list's was). Brackets
+    that are empty (wrong when clean) or open (censored, ``high`` infinite) are
+    left as they are.
+
+    Returns:
+        ``(high, low)`` after bisection: the minimal epsilon found and the largest radius that failed below it.
+    """
+    low, high = np.array(low, dtype=np.float64), np.array(high, dtype=np.float64)
+    rows = np.flatnonzero(np.isfinite(high) & (high > low))
+    for _ in range(steps if len(rows) else 0):
+        mid = (low[rows] + high[rows]) / 2
+        hit = np.asarray(flips(rows, mid), dtype=bool)
+        high[rows[hit]], low[rows[~hit]] = mid[hit], mid[~hit]
+    return high, low
 
 
 def quantile_interval(values: np.ndarray, q: float, level: float = 0.95) -> tuple[float, float, float]:
