@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from assay.errors import SpecError
 from assay.models import attacks as A
 from assay.models.square_attack import square
 
@@ -153,7 +154,7 @@ def test_stopping_fooled_examples_keeps_apgd_and_can_only_strengthen_pgd(cnn, sa
         assert _robust(model, first, x, y) <= _robust(model, last, x, y)
         delta = (first - x).flatten(1)
         assert (delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)).max() <= eps + 1e-5
-    with pytest.raises(ValueError, match="needs the true classes"):
+    with pytest.raises(SpecError, match="needs the true classes"):
         A.pgd(model, x, torch.softmax(model(x), 1).detach(), eps, c, stop_when_fooled=True)
 
 
@@ -171,5 +172,5 @@ def test_each_example_may_have_its_own_epsilon(cnn, sample):
             assert (size <= eps + 1e-6).all(), (attack, norm)
         same = A.run_attack(model, x, y, torch.full((len(x),), 0.1), c, A.AttackSettings(attack=attack, steps=5))
         assert torch.equal(same, A.run_attack(model, x, y, 0.1, c, A.AttackSettings(attack=attack, steps=5))), attack
-    with pytest.raises(ValueError, match=r"eps has shape \(3,\); give one epsilon, or one per example: shape \(128,\)"):
+    with pytest.raises(SpecError, match=r"eps has shape \(3,\); give one epsilon, or one per example: shape \(128,\)"):
         A.pgd(model, x, y, torch.ones(3), c)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import SpecError
 from . import gradients as grad
 
 ATTACKS = ("fgsm", "pgd", "apgd", "square")
@@ -249,10 +250,10 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | torch.T
         ``stop_when_fooled``), else the first restart's last iterate.
 
     Raises:
-        ValueError: ``stop_when_fooled`` with probabilities for ``y``; ``eps`` of another length than ``x``.
+        SpecError: ``stop_when_fooled`` with probabilities for ``y``; ``eps`` of another length than ``x``.
     """
     if stop_when_fooled and y.dim() != 1:
-        raise ValueError("stop_when_fooled needs the true classes y (N,), not probabilities; set stop_when_fooled = False")
+        raise SpecError("stop_when_fooled needs the true classes y (N,), not probabilities; set stop_when_fooled = False")
     start = grad.gradient_space(model, x)
     radius = _radius(eps, constraint, len(x), start.device)
     fraction = 2.5 / steps if step_size is None else step_size
@@ -439,15 +440,15 @@ def _radius(eps: float | torch.Tensor, constraint: Constraint, n: int, device: t
     """``eps * constraint.scale``: a number for one epsilon, ``(N,)`` float32 on ``device`` for one per example.
 
     Raises:
-        ValueError: per-example epsilons of another length than the examples', or not positive and finite.
+        SpecError: per-example epsilons of another length than the examples', negative or not finite.
     """
     if not isinstance(eps, (torch.Tensor, np.ndarray)) or np.ndim(eps) == 0:
         return float(eps) * constraint.scale
     r = torch.as_tensor(eps, dtype=torch.float32).to(device)
     if r.shape != (n,):
-        raise ValueError(f"eps has shape {tuple(r.shape)}; give one epsilon, or one per example: shape ({n},)")
+        raise SpecError(f"eps has shape {tuple(r.shape)}; give one epsilon, or one per example: shape ({n},)")
     if not bool(torch.isfinite(r).all()) or bool((r < 0).any()):
-        raise ValueError("eps holds a negative or non-finite radius; give finite epsilons >= 0")
+        raise SpecError("eps holds a negative or non-finite radius; give finite epsilons >= 0")
     return r * constraint.scale
 
 
