@@ -11,7 +11,10 @@ the range the training split spans; only numeric table columns move (one-hot
 columns are masked out); a token model is attacked in embedding space. The
 radius is ``eps * constraint.scale``: pixel units for images, the training
 split's standard deviation for signals, standardised units for tables, the
-embedding table's standard deviation for tokens.
+embedding table's standard deviation for tokens. PGD and APGD take one
+epsilon or one per example (an ``(N,)`` tensor: the check's bisection of
+minimal epsilons), and with ``stop_when_fooled`` drop each example from the
+batch at its first fooling iterate, which is then its returned point.
 
     >>> c = constraint_for(task, model)
     >>> adv = run_attack(model, x, y, 0.1, c, AttackSettings(attack="apgd", steps=20))
