@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 import warnings
 import zipfile
@@ -51,7 +50,7 @@ import torch
 
 from .._io import atomic_path
 from ..data.task import Task
-from ..data.views import ViewName, apply_view
+from ..data.views import AdversarialView, ViewName, apply_view, is_adversarial  # AdversarialView: checks import it from here too
 from ..errors import ModelError, SpecError
 from ..models import attacks
 from ..models.candidate import Candidate
@@ -99,41 +98,6 @@ class Predictions:
     @cached_property
     def predicted(self) -> np.ndarray:
         return self.logits.argmax(axis=1)
-
-
-_ADV = re.compile(r"^adv:(?P<attack>[a-z0-9_]+)@(?P<eps>[0-9]*\.?[0-9]+(?:e-?[0-9]+)?)(?::from=(?P<source>[^\s:#@]+))?$")
-
-
-@dataclass(frozen=True)
-class AdversarialView:
-    """An ``adv:<attack>@<epsilon>[:from=<candidate>]`` view name, parsed.
-
-    The grammar is ``data.views``' ``family:kind@severity`` with one suffix of
-    its own: ``:from=NAME`` names the candidate whose gradients make the
-    examples (absent: the candidate judged makes its own).
-    """
-
-    attack: str
-    epsilon: float
-    source: str | None = None
-
-    @classmethod
-    def parse(cls, name: str) -> AdversarialView:
-        m = _ADV.match(name)
-        if not m:
-            raise SpecError(f"view '{name}': cannot parse; write adv:<attack>@<epsilon>[:from=<candidate>], e.g. adv:pgd@0.1:from=cnn")
-        if m["attack"] not in attacks.ATTACKS:
-            raise SpecError(f"view '{name}': unknown attack '{m['attack']}'; use one of {', '.join(attacks.ATTACKS)}")
-        return cls(m["attack"], float(m["eps"]), m["source"])
-
-    @property
-    def name(self) -> str:
-        return f"adv:{self.attack}@{self.epsilon:g}" + (f":from={self.source}" if self.source else "")
-
-
-def is_adversarial(view: str) -> bool:
-    """Whether ``view`` names adversarial examples (``adv:...``)."""
-    return view.startswith("adv:")
 
 
 @dataclass(frozen=True, eq=False)
@@ -230,7 +194,7 @@ class PredictionCache:
 
     def _adversarial(self, candidate: Candidate, task: Task, split: str, view: str, adversary: Adversary | None) -> Predictions:
         """Predictions of ``candidate`` on adversarial examples of ``split`` (see ``Adversary``), made once and stored."""
-        parsed = AdversarialView.parse(view)
+        parsed = AdversarialView.parse(view, attacks.ATTACKS)
         adversary = adversary or Adversary(attacks.AttackSettings(attack=parsed.attack))
         if adversary.settings.attack != parsed.attack:
             raise SpecError(f"view '{view}': the attack's settings are for '{adversary.settings.attack}', not '{parsed.attack}'")
@@ -332,7 +296,7 @@ class PredictionCache:
         cand, data, split, view = key
         if is_adversarial(view):  # adv:pgd@0.1:from=cnn#<source id>.<settings>.<rows>
             shown, _, tag = view.partition("#")
-            parsed = AdversarialView.parse(shown)
+            parsed = AdversarialView.parse(shown, attacks.ATTACKS)
             source, settings, rows = tag.split(".")
             name = f"adv-{parsed.attack}-{parsed.epsilon:g}" + (f"-from-{source}" if source else "") + f"-{settings}-{rows}"
             return self.folder / cand / f"{data}-{split}-{name}.npz"

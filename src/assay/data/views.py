@@ -9,12 +9,18 @@ task's own backdoor trigger stamped (a task poisoned by ``[task] poison``);
 ``trigger:<kind>`` stamps a trigger of that kind (``data/triggers.py``, its
 default settings) on any task of a modality it suits. The share of them
 predicted as the target is the attack's success rate.
+
+``adv:<attack>@<epsilon>[:from=<candidate>]`` names adversarial examples
+(``AdversarialView``). They depend on a model, so they are never made here:
+the prediction cache makes them per candidate (``checks/predictions.py``)
+and ``apply_view`` refuses them.
 """
 
 from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -48,6 +54,46 @@ class ViewName:
         return out
 
 
+_ADV = re.compile(r"^adv:(?P<attack>[a-z0-9_]+)@(?P<eps>[0-9]*\.?[0-9]+(?:e-?[0-9]+)?)(?::from=(?P<source>[^\s:#@]+))?$")
+
+
+@dataclass(frozen=True)
+class AdversarialView:
+    """An ``adv:<attack>@<epsilon>[:from=<candidate>]`` view name, parsed.
+
+    The grammar is ``ViewName``'s ``family:kind@severity`` with one suffix of
+    its own: ``:from=NAME`` names the candidate whose gradients make the
+    examples (absent: the candidate judged makes its own).
+    """
+
+    attack: str
+    epsilon: float
+    source: str | None = None
+
+    @classmethod
+    def parse(cls, name: str, attacks: Collection[str] | None = None) -> AdversarialView:
+        """Parse ``name``; ``attacks``: the attack names allowed (the models layer's registry; ``None``: any).
+
+        Raises:
+            SpecError: ``name`` is not an ``adv:`` view name, or names an attack not in ``attacks``.
+        """
+        m = _ADV.match(name)
+        if not m:
+            raise SpecError(f"view '{name}': cannot parse; write adv:<attack>@<epsilon>[:from=<candidate>], e.g. adv:pgd@0.1:from=cnn")
+        if attacks is not None and m["attack"] not in attacks:
+            raise SpecError(f"view '{name}': unknown attack '{m['attack']}'; use one of {', '.join(attacks)}")
+        return cls(m["attack"], float(m["eps"]), m["source"])
+
+    @property
+    def name(self) -> str:
+        return f"adv:{self.attack}@{self.epsilon:g}" + (f":from={self.source}" if self.source else "")
+
+
+def is_adversarial(view: str) -> bool:
+    """Whether ``view`` names adversarial examples (``adv:...``)."""
+    return view.startswith("adv:")
+
+
 VIEW_FAMILIES = ("clean", "corrupt", "ood", "trigger")
 OOD_KINDS = ("holdout", "noise", "inverted", "user")
 
@@ -79,6 +125,8 @@ def expand_views(patterns: tuple[str, ...], task: Task) -> list[str]:
 
 def apply_view(task: Task, split: str, name: str, *, seed: int = 0) -> Split:
     """``task``'s ``split`` seen through view ``name``; the same seed gives the same data."""
+    if is_adversarial(name):
+        raise SpecError(f"view '{name}': adversarial examples depend on a model; ask the prediction cache for them (they are made per candidate)")
     data = task.split(split)
     view = ViewName.parse(name)
     if view.family == "clean":
