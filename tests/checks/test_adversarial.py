@@ -113,6 +113,16 @@ def test_int8_and_onnx_children_get_transfer_and_square_figures(cnn, children, d
     assert len(files) == 2 * len(FAST["epsilons"]) and all(cnn.id in f for f in files)
 
 
+
+def test_an_int8_child_gets_an_l2_square_figure_under_the_l2_threat_model(cnn, children, digits, tmp_path):
+    ctx = CheckContext(task=digits, predictions=PredictionCache(tmp_path), n_boot=100, candidates={"cnn": cnn, **children})
+    check = Adversarial(**{**FAST, "norm": "l2", "epsilons": [0.5, 1.5]})
+    d = _records(check.run(children["cnn-int8"], ctx))["adversarial_accuracy"].details
+    assert set(d["attacks"]) == {"transfer", "square"}
+    assert d["attacks"]["square"]["description"].startswith("square (l2, ")
+    square = [p["accuracy"] for p in d["attacks"]["square"]["curve"]]
+    assert square[0] >= square[1] and square[1] < 0.5  # a real attack that grows with the radius
+
 def test_minimal_epsilons_and_their_quantiles():
     correct = np.array([[1, 1, 0, 1], [1, 0, 0, 1], [0, 0, 0, 1]], dtype=bool)  # (E=3, N=4) at eps 0.1, 0.2, 0.3
     found = am.minimal_epsilons(correct, np.array([True, True, False, True]), [0.1, 0.2, 0.3])
@@ -137,6 +147,5 @@ def test_minimal_epsilons_and_their_quantiles():
 def test_bad_options_name_the_fix():
     with pytest.raises(ValueError, match=r"headline_epsilon = 0.15 is not in epsilons \[0.1, 0.2\]; add it"):
         Adversarial(epsilons=[0.1, 0.2], headline_epsilon=0.15)
-    with pytest.raises(ValueError, match="attack = 'square' is implemented for norm = 'linf' only"):
-        Adversarial(attack="square", norm="l2")
+    assert Adversarial(attack="square", norm="l2").settings(0).norm == "l2"  # Square Attack has both threat models
     assert Adversarial(norm="l2").epsilons == (0.1, 0.25, 0.5, 1.0, 2.0)

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from markupsafe import escape
 from torch import nn
 
 from assay.checks.adversarial import Adversarial
@@ -74,6 +75,8 @@ def test_section_shows_every_candidate_its_curve_transfer_warnings_and_examples(
     assert "transfer alone" in html and "square alone" in html  # the child's per-attack columns
     cnn_acc = next(e for e in data.evidence if e.candidate == "cnn" and e.metric == "adversarial_accuracy")
     assert f"<strong>{cnn_acc.interval_text()}</strong> at epsilon 0.1" in html
+    cnn_min = next(e for e in data.evidence if e.candidate == "cnn" and e.metric == "median_min_epsilon")
+    assert escape(f"({cnn_min.details['method']}; precision {cnn_min.details['precision']:.2g})") in html  # how it was found
 
 
 def test_model_card_line_and_an_absent_check(data):

@@ -132,8 +132,6 @@ class Adversarial(Check):
                  stop_when_fooled: bool = True) -> None:
         if norm not in atk.NORMS:
             raise ValueError(f"norm = {norm!r}; use one of {', '.join(atk.NORMS)}")
-        if attack == "square" and norm != "linf":
-            raise ValueError("attack = 'square' is implemented for norm = 'linf' only; use norm = 'linf' or a gradient attack")
         eps = tuple(sorted(float(e) for e in (epsilons if epsilons is not None else DEFAULT_EPSILONS[norm])))
         if not eps or len(set(eps)) != len(eps):
             raise ValueError(f"epsilons = {list(epsilons or [])}; give distinct radii, e.g. epsilons = [0.03, 0.1, 0.3]")
@@ -150,7 +148,7 @@ class Adversarial(Check):
     def settings(self, seed: int, attack: str | None = None) -> atk.AttackSettings:
         """The attack settings these options give (``attack`` overrides the main attack)."""
         kind = attack or self.attack
-        return atk.AttackSettings(attack=kind, norm="linf" if kind == "square" else self.norm, steps=self.steps, restarts=self.restarts,
+        return atk.AttackSettings(attack=kind, norm=self.norm, steps=self.steps, restarts=self.restarts,
                                   step_size=self.step_size, random_start=self.random_start, schedule=self.schedule,
                                   queries=self.queries, p_init=self.p_init, seed=seed, stop_when_fooled=self.stop_when_fooled)
 
@@ -180,8 +178,6 @@ class Adversarial(Check):
             notes.append("no transfer attack: no float parent with gradients among the study's candidates")
         if modality == "text":
             notes.append("no Square Attack: token ids have no values to perturb")
-        elif self.norm != "linf":
-            notes.append("no Square Attack: it is implemented for norm = 'linf' only")
         else:
             runs.append(_Run("square", self.settings(seed, "square")))
         return runs, notes
@@ -303,7 +299,7 @@ class Adversarial(Check):
             out.append(f"{said}: more attack must not help the model (gradient masking); the figure is not trustworthy")
         elif am.shifted(first & ~more, more & ~first, self.tolerance):
             out.append(f"{said}: the attack has not converged, and the figure overstates robustness")
-        if context.task.modality != "text" and self.norm == "linf":
+        if context.task.modality != "text":
             black = _Run("square", self.settings(context.seed, "square"))
             found, _ = self.correct(candidate, context, black, eps, sub, sub_clean)
             if am.shifted(first & ~found, found & ~first, self.tolerance):

@@ -82,8 +82,6 @@ class AttackSettings:
             raise ValueError(f"attack = {self.attack!r}; use one of {', '.join(ATTACKS)}")
         if self.norm not in NORMS:
             raise ValueError(f"norm = {self.norm!r}; use one of {', '.join(NORMS)}")
-        if self.attack == "square" and self.norm != "linf":
-            raise ValueError("Square Attack is implemented for norm = 'linf' only; use norm = 'linf' or a white-box attack")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule = {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
         if min(self.steps, self.restarts, self.queries) < 1:
@@ -105,7 +103,7 @@ class AttackSettings:
     def describe(self) -> str:
         """One line for the evidence, e.g. ``apgd (linf, 20 steps, 1 restart)``."""
         if self.attack == "square":
-            return f"square (linf, {self.queries} queries, black-box)"
+            return f"square ({self.norm}, {self.queries} queries, black-box)"
         if self.attack == "fgsm":
             return f"fgsm ({self.norm}, one step)"
         stops = ", fooled examples stop" if self.stop_when_fooled and self.attack == "pgd" else ""  # (APGD's output is the same)
@@ -487,7 +485,7 @@ def run_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | 
 
         from .square_attack import square  # (it imports this module: Constraint, margin)
 
-        return square(predict, x, y, eps, constraint, queries=s.queries, p_init=s.p_init, seed=s.seed)
+        return square(predict, x, y, eps, constraint, norm=s.norm, queries=s.queries, p_init=s.p_init, seed=s.seed)
     if s.attack == "fgsm":
         return fgsm(model, x, y, eps, constraint, norm=s.norm, chunk=chunk)
     if s.attack == "pgd":

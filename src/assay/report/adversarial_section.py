@@ -96,7 +96,11 @@ def _min_epsilon(e: Evidence | None) -> str | None:
             row = q[key]
             lo, hi = row["interval"]
             parts.append(f"{label} {'≥ ' if row.get('at_least') else ''}{row['value']:.3g} [{lo:.3g}, {hi:.3g}]")
-    return "; ".join(parts) if parts else e.interval_text()
+    text = "; ".join(parts) if parts else e.interval_text()
+    if "method" in e.details:  # how it was found: read off the list, or bisected inside its brackets, and to what precision
+        precision = e.details.get("precision")
+        text += f" ({e.details['method']}" + (f"; precision {precision:.2g}" if precision is not None else "") + ")"
+    return text
 
 
 def _transfer(e: Evidence) -> dict[str, Any]:
