@@ -109,8 +109,8 @@ class Adversarial(Check):
     metrics = declare(
         Metric("adversarial_accuracy", True, "accuracy under attack at the headline epsilon (worst case over the attacks run)",
                scale="proportion"),
-        Metric("median_min_epsilon", True, "median over examples of the smallest epsilon found (the list, then bisection inside "
-               "its bracket) whose attack flips the prediction", scale="amount"),
+        Metric("median_min_epsilon", True, "median over examples of the smallest epsilon whose attack flips the prediction (the list, "
+               "then bisected)", scale="amount"),
     )
     covers = "inputs an attacker perturbed within a small radius (adversarial examples)"
     limits = {"epsilons": above(0), "headline_epsilon": above(0), "n_examples": at_least(1), "restarts": at_least(1),
