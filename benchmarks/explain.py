@@ -95,38 +95,56 @@ def _run(kind: str, n_steps: int, folder: str) -> tuple[float, float]:
 
 
 class _Passes:
-    """Forward hook on a model: the rows of each forward pass without gradients, and of each one a backward pass went through.
+    """A forward hook that keeps every pass a model makes: the module, a copy of its input batch, and whether a backward pass followed.
 
     A closure, not a bound method, is what the hook holds: ``copy.deepcopy`` (the randomisation cascade's copies) keeps a
-    function as it is, so the copies' passes are counted here too.
+    function as it is, so the copies' passes are kept here too, each with its own module.
     """
 
     def __init__(self) -> None:
-        self.forward: list[int] = []
-        self.backward: list[int] = []
+        self.passes: list[dict] = []
+        self.recording = True  # the copies keep the hook: replaying their passes must not record them again
 
     def attach(self, model):
-        def hook(_module, _inputs, output) -> None:
-            if output.requires_grad:
-                output.register_hook(lambda g: self.backward.append(len(g)))  # counted when the backward pass reaches it
-            else:
-                self.forward.append(len(output))
+        def hook(module, inputs, output) -> None:
+            if not self.recording:
+                return
+            kept = {"module": module, "x": inputs[0].detach().clone(), "target": output.detach().argmax(1, keepdim=True), "backward": False}
+            if output.requires_grad:  # marked when the backward pass reaches the output
+                output.register_hook(lambda g: kept.update(backward=True))
+            self.passes.append(kept)
         return model.register_forward_hook(hook)
 
+    def rows(self, backward: bool) -> list[int]:
+        return [len(p["x"]) for p in self.passes if p["backward"] == backward]
 
-def _bare(model, x, target, forward_rows: list[int], backward_rows: list[int]) -> None:
-    """The passes alone, in batches of the given sizes: forward only (inference mode), or forward and backward of the target logit."""
+
+def _replay(passes: list[dict]) -> None:
+    """The passes alone: each batch again, on its module, forward only (inference mode) or forward and backward of one logit a row."""
     import torch
 
-    done = 0
-    with torch.inference_mode():
-        for rows in forward_rows:
-            model(x[done % len(x) : done % len(x) + rows])
-            done += rows
-    for rows in backward_rows:
-        part = x[done % len(x) : done % len(x) + rows].clone().requires_grad_(True)
-        torch.autograd.grad(model(part).gather(1, target[done % len(x) : done % len(x) + rows, None]).sum(), part)
-        done += rows
+    for p in passes:
+        if p["backward"]:
+            part = p["x"].requires_grad_(True)
+            torch.autograd.grad(p["module"](part).gather(1, p["target"]).sum(), part)
+        else:
+            with torch.inference_mode():
+                p["module"](p["x"])
+
+
+def _rebatched(passes: list[dict], model, forward: int, backward: int) -> list[dict]:
+    """The same rows on ``model``, forward-only ones ``forward`` a batch and the others ``backward`` a batch (the shared sizes)."""
+    import torch
+
+    out = []
+    for grad, size in ((False, forward), (True, backward)):
+        kept = [p for p in passes if p["backward"] == grad]
+        if not kept:
+            continue
+        with torch.inference_mode(mode=not grad):
+            x, target = torch.cat([p["x"] for p in kept]), torch.cat([p["target"] for p in kept])
+        out += [{"module": model, "x": a, "target": t, "backward": grad} for a, t in zip(x.split(size), target.split(size))]
+    return out
 
 
 # The issue's stage (its target: <= 1.3x its bare passes): saliency, IG at 50 steps, ablation, their curves and the random
@@ -138,15 +156,8 @@ STAGES = {
 }
 
 
-def _batches(total: int, size: int) -> list[int]:
-    return [min(size, total - start) for start in range(0, total, size)]
-
-
 def _stage(folder: str, options: dict, label: str) -> None:
-    """The explain check with ``options`` on 200 images against the bare passes it runs, counted; median of REPEATS alternated runs."""
-    import numpy as np
-    import torch
-
+    """The explain check with ``options`` on 200 images against the bare passes it runs, kept; median of REPEATS alternated runs."""
     from assay.checks.base import CheckContext
     from assay.checks.explain import Explain
     from assay.checks.predictions import PredictionCache
@@ -164,19 +175,16 @@ def _stage(folder: str, options: dict, label: str) -> None:
     handle = passes.attach(model)
     evidence = check.run(cnn, context)
     handle.remove()
+    passes.recording = False
     best = next(e for e in evidence if e.metric == "faithfulness_gain").details["best_method"]
-    n_fwd, n_bwd = sum(passes.forward), sum(passes.backward)
-    # Inputs for the bare passes: the test images tiled past the largest batch (their values do not change a CNN's cost).
-    pool = np.resize(np.asarray(task.test.x), (4096 + max(passes.forward + passes.backward), *task.test.x.shape[1:]))
-    x = torch.as_tensor(pool)
-    with torch.no_grad():
-        target = model(x).argmax(1)
+    forward, backward = passes.rows(False), passes.rows(True)
+    shared = _rebatched(passes.passes, model, 512, check.chunk)
     runs = {
         "stage": lambda: check.run(cnn, context),
-        # the same rows in the shared batch sizes: 512 a forward pass (models/forward.py), 256 a backward pass (models/gradients.py)
-        "bare": lambda: _bare(model, x, target, _batches(n_fwd, 512), _batches(n_bwd, check.chunk)),
-        # the same rows in the stage's own batches
-        "bare (its batches)": lambda: _bare(model, x, target, passes.forward, passes.backward),
+        # the same batches of the same inputs on the same modules (the randomised copy's, as the cascade left it)
+        "bare": lambda: _replay(passes.passes),
+        # the same inputs on the model in the shared batch sizes: 512 forward (models/forward.py), 256 backward (models/gradients.py)
+        "bare (shared batches)": lambda: _replay(shared),
     }
     cpu: dict[str, list[float]] = {name: [] for name in runs}
     wall: dict[str, list[float]] = {name: [] for name in runs}
@@ -189,12 +197,12 @@ def _stage(folder: str, options: dict, label: str) -> None:
             wall[name].append(time.perf_counter() - started)
     med = {name: (statistics.median(cpu[name]), statistics.median(wall[name])) for name in runs}
     print(f"explain stage on 200 images, {label}, max-sensitivity of {best}; median of {REPEATS} alternated runs, thread CPU time (wall)")
-    print(f"  passes the stage ran: {n_fwd} forward rows in {len(passes.forward)} batches, {n_bwd} forward+backward rows in "
-          f"{len(passes.backward)} batches")
+    print(f"  passes the stage ran: {sum(forward)} forward rows in {len(forward)} batches, {sum(backward)} forward+backward rows in "
+          f"{len(backward)} batches")
     for name, (c, w) in med.items():
-        print(f"  {name:18s} cpu {c:6.3f} s  wall {w:6.3f} s")
+        print(f"  {name:21s} cpu {c:6.3f} s  wall {w:6.3f} s")
     stage = med["stage"]
-    for name in ("bare", "bare (its batches)"):
+    for name in ("bare", "bare (shared batches)"):
         print(f"  ratio stage / {name}: cpu {stage[0] / med[name][0]:.2f}x, wall {stage[1] / med[name][1]:.2f}x"
               + (" (target <= 1.3)" if name == "bare" and label == TARGETED else ""))
 
