@@ -80,10 +80,19 @@ def spearman_rows(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) 
     constant in either has no ranking: its correlation is 0 (no agreement
     shown), so the mean over examples stays finite.
     """
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return correlate_ranks(row_ranks(a, mask), row_ranks(b, mask))
+
+
+def row_ranks(a: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """``(N, F)``: each row's average ranks among the ``mask``'s features (NaN elsewhere); rank once, correlate many times."""
+    a = np.asarray(a, dtype=np.float64)
     if mask is not None:
-        a, b = np.where(mask, a, np.nan), np.where(mask, b, np.nan)
-    ra, rb = rankdata(a, axis=1, nan_policy="omit"), rankdata(b, axis=1, nan_policy="omit")
+        a = np.where(mask, a, np.nan)
+    return rankdata(a, axis=1, nan_policy="omit")
+
+
+def correlate_ranks(ra: np.ndarray, rb: np.ndarray) -> np.ndarray:
+    """``spearman_rows`` from ``row_ranks`` of the same mask: the Pearson correlation of each row's ranks (0 for a constant row)."""
     ra, rb = ra - np.nanmean(ra, 1, keepdims=True), rb - np.nanmean(rb, 1, keepdims=True)
     denom = np.sqrt(np.nansum(ra**2, 1) * np.nansum(rb**2, 1))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -92,13 +101,20 @@ def spearman_rows(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) 
 
 def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndarray:
     """Per row, the share of ``a``'s top ``k`` features that are also in ``b``'s top ``k`` (among ``mask``'s features)."""
+    return shared_share(top_k(a, k, mask), top_k(b, k, mask))
+
+
+def top_k(a: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """``(N, k)``: each row's ``k`` highest features among ``mask``'s (ties by position), for ``shared_share``."""
     if mask is not None:
-        a, b = np.where(mask, a, -np.inf), np.where(mask, b, -np.inf)
+        a = np.where(mask, a, -np.inf)
     k = max(1, min(k, a.shape[1]))
-    top_a = np.argsort(-a, axis=1, kind="stable")[:, :k]
-    top_b = np.argsort(-b, axis=1, kind="stable")[:, :k]
-    hits = (top_a[:, :, None] == top_b[:, None, :]).any(axis=2)
-    return hits.mean(axis=1)
+    return np.argsort(-a, axis=1, kind="stable")[:, :k]
+
+
+def shared_share(top_a: np.ndarray, top_b: np.ndarray) -> np.ndarray:
+    """Per row, the share of ``top_a``'s features also in ``top_b`` (two ``top_k`` results)."""
+    return (top_a[:, :, None] == top_b[:, None, :]).any(axis=2).mean(axis=1)
 
 
 def attention_rollout(maps: Sequence[np.ndarray]) -> np.ndarray:

@@ -177,9 +177,10 @@ class Explain(Check):
         """Per method, ``(layer, (N,) Spearman)`` at each step of the cascading randomisation."""
         out: dict[str, list] = {m: [] for m in attributions}
         eligible = setup.eligible(x)
+        trained = {m: am.row_ranks(np.abs(a), eligible) for m, a in attributions.items()}  # ranked once for every step
         for layer, copy in ex.randomised_copies(model, self.cascade_steps, seed):
             for m, a in self.attributions(copy, x, target, setup, list(attributions)).items():
-                out[m].append((layer, am.spearman_rows(np.abs(attributions[m]), np.abs(a), eligible)))
+                out[m].append((layer, am.correlate_ranks(trained[m], am.row_ranks(np.abs(a), eligible))))
         return out
 
     def infidelity(self, model, x, target, setup: ex.Setup, attributions: dict[str, np.ndarray], seed: int,
@@ -365,8 +366,10 @@ def _row(value: float, ci: tuple[float, float]) -> dict:
 def _agreement(attributions: dict[str, np.ndarray], k: int, eligible: np.ndarray) -> list[dict]:
     """Mean Spearman and top-k overlap of |attributions| for each pair of methods, over the features that count."""
     names = list(attributions)
-    return [{"methods": [a, b], "spearman": float(am.spearman_rows(np.abs(attributions[a]), np.abs(attributions[b]), eligible).mean()),
-             "top_k_overlap": float(am.top_k_overlap(np.abs(attributions[a]), np.abs(attributions[b]), k, eligible).mean())}
+    ranks = {m: am.row_ranks(np.abs(a), eligible) for m, a in attributions.items()}  # each method ranked once for all its pairs
+    tops = {m: am.top_k(np.abs(a), k, eligible) for m, a in attributions.items()}
+    return [{"methods": [a, b], "spearman": float(am.correlate_ranks(ranks[a], ranks[b]).mean()),
+             "top_k_overlap": float(am.shared_share(tops[a], tops[b]).mean())}
             for i, a in enumerate(names) for b in names[i + 1:]]
 
 
