@@ -277,7 +277,7 @@ class Explain(Check):
             ev.append(self.evidence(candidate, "max_sensitivity", row["value"], tuple(row["interval"]),
                                     details={"method": best, "samples": self.sensitivity_samples, "radius": self.sensitivity_radius}))
         if caps.differentiable:
-            ev.append(self._sanity(candidate, model, x, target, setup, attributions, best, seed))
+            ev.append(self._sanity(candidate, model, x, target, setup, attributions, best, seed, n_boot))
         if "integrated_gradients" in attributions:
             err, ci = interval(self.completeness(target, attributions["integrated_gradients"], ends))
             ev.append(self.evidence(candidate, "ig_completeness_error", err, ci, details={"n_steps": self.n_steps, "baseline": self.baseline}))
@@ -286,11 +286,12 @@ class Explain(Check):
             ev.append(drift)
         return ev
 
-    def _sanity(self, candidate, model, x, target, setup, attributions, best, seed) -> Evidence:
+    def _sanity(self, candidate, model, x, target, setup, attributions, best, seed, n_boot) -> Evidence:
         cascade = self.randomisation(model, x, target, setup, attributions, seed)
         per_method = {}
         for m, steps in cascade.items():
-            value, (lo, hi) = float(steps[-1][1].mean()), mean_interval(steps[-1][1], seed=seed)
+            # the study's bootstrap size, as every other interval of the check (it was always 1000 here)
+            value, (lo, hi) = float(steps[-1][1].mean()), mean_interval(steps[-1][1], n_boot=n_boot, seed=seed)
             per_method[m] = {"value": value, "interval": [lo, hi], "passes": value <= self.sanity_threshold,
                              "cascade": [{"layer": layer, "spearman": float(r.mean())} for layer, r in steps]}
         row = per_method[best]
