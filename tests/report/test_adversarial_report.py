@@ -77,6 +77,9 @@ def test_section_shows_every_candidate_its_curve_transfer_warnings_and_examples(
     assert f"<strong>{cnn_acc.interval_text()}</strong> at epsilon 0.1" in html
     cnn_min = next(e for e in data.evidence if e.candidate == "cnn" and e.metric == "median_min_epsilon")
     assert escape(f"({cnn_min.details['method']}; precision {cnn_min.details['precision']:.2g})") in html  # how it was found
+    # The "at least" legend comes only with a quantile that is at least the largest radius: the CNN's minimal epsilons are all found.
+    at_least = [c["name"] for c in section["candidates"] if "≥" in (c["min_epsilon"] or "")]
+    assert "cnn" not in at_least and html.count("not flipped even by the largest radius") == len(at_least)
 
 
 def test_model_card_line_and_an_absent_check(data):
