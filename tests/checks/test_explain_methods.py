@@ -1,4 +1,4 @@
-"""KernelSHAP, infidelity and max-sensitivity against Captum called directly; the explain check's per-class maps and examples."""
+"""KernelSHAP, infidelity and max-sensitivity against Captum called directly; the passes the check shares; its per-class maps and examples."""
 
 from __future__ import annotations
 
