@@ -109,7 +109,7 @@ def feature_space(task, x: np.ndarray, baseline: str = "auto") -> tuple[list[str
     if task.modality == "tabular":
         names, groups = _table_columns(task.pipeline, width)
         base = np.broadcast_to(task.train.x.mean(0, dtype=np.float64).astype(np.float32), x.shape) if baseline == "auto" else np.zeros_like(x)
-        return names, groups, np.ascontiguousarray(base)
+        return names, groups, np.array(base)  # a copy: a one-row broadcast view counts as contiguous and stays read-only
     spatial = shape[1:]  # (H, W) or (L,)
     positions = int(np.prod(spatial))
     groups = [np.arange(shape[0]) * positions + p for p in range(positions)]  # one position over its channels
