@@ -46,6 +46,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from ..models import gradients as grad
 from ..models.forward import forward_pass
 from ..stats import mean_interval
 from . import attribution_math as am
@@ -203,10 +204,21 @@ class Explain(Check):
         return {m: yeh.max_sensitivity(ex.REGISTRY[m], model, x[:k], target[:k], part, samples=self.sensitivity_samples,
                                        radius=self.sensitivity_radius, seed=seed) for m in methods}
 
-    def completeness(self, target, ig: np.ndarray, ends: torch.Tensor) -> np.ndarray:
-        """``(N,)`` IG's completeness error, the gap ``f(x) - f(baseline)`` read from ``endpoints``' logits."""
+    def completeness(self, target, ig: np.ndarray, ends: torch.Tensor, model=None, x: np.ndarray | None = None,
+                     setup: ex.Setup | None = None) -> np.ndarray:
+        """``(N,)`` IG's completeness error, the gap ``f(x) - f(baseline)`` read from ``endpoints``' logits.
+
+        For a token model IG's path runs in embedding space while the ids stay
+        ``x``'s (so does the padding mask the model computes from them): its
+        start is the baseline's embeddings under ``x``'s mask, not the forward
+        pass of the baseline ids, and is computed so (``model``, ``x``, ``setup``).
+        """
         n, t = len(ig), torch.as_tensor(target).view(-1, 1)
-        gap = (ends[:n].gather(1, t) - ends[n:].gather(1, t))[:, 0].numpy()
+        start = ends[n:]
+        if setup is not None and setup.tokens:
+            xt = torch.as_tensor(x)
+            start = grad.logits_at(model, xt, grad.gradient_space(model, torch.as_tensor(setup.baseline))).cpu()
+        gap = (ends[:n].gather(1, t) - start.gather(1, t))[:, 0].numpy()
         return am.completeness_error(ig.sum(axis=1), gap)
 
     # --- the verb ---
@@ -279,7 +291,7 @@ class Explain(Check):
         if caps.differentiable:
             ev.append(self._sanity(candidate, model, x, target, setup, attributions, best, seed, n_boot))
         if "integrated_gradients" in attributions:
-            err, ci = interval(self.completeness(target, attributions["integrated_gradients"], ends))
+            err, ci = interval(self.completeness(target, attributions["integrated_gradients"], ends, model, x, setup))
             ev.append(self.evidence(candidate, "ig_completeness_error", err, ci, details={"n_steps": self.n_steps, "baseline": self.baseline}))
         drift = self._drift(candidate, context, x, target, setup, attributions, interval)
         if drift is not None:
