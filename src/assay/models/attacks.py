@@ -5,8 +5,8 @@ The white-box attacks take every gradient from the one gradient helper
 and, for a model reading token ids, in the space of its token embeddings. The
 black-box Square Attack only calls the model forward (``models/forward.py``).
 
-What an attacker may touch is a ``Constraint``, built from the task by
-``constraint_for``: images stay on [0, 1]; signals and table columns stay in
+What an attacker may touch is a ``Constraint`` (``attack_constraint.py``),
+built from the task by ``constraint_for``: images stay on [0, 1]; signals and table columns stay in
 the range the training split spans; only numeric table columns move (one-hot
 columns are masked out); a token model is attacked in embedding space. The
 radius is ``eps * constraint.scale``: pixel units for images, the training
@@ -35,6 +35,7 @@ from torch.nn import functional as F
 
 from ..errors import SpecError
 from . import gradients as grad
+from .attack_constraint import Constraint, constraint_for, per_row  # noqa: F401  (the attacks' public names)
 
 ATTACKS = ("fgsm", "pgd", "apgd", "square")
 WHITE_BOX = ("fgsm", "pgd", "apgd")
@@ -108,98 +109,6 @@ class AttackSettings:
             return f"fgsm ({self.norm}, one step)"
         stops = ", fooled examples stop" if self.stop_when_fooled and self.attack == "pgd" else ""  # (APGD's output is the same)
         return f"{self.attack} ({self.norm}, {self.steps} steps, {self.restarts} restart{'s' if self.restarts > 1 else ''}{stops})"
-
-
-@dataclass(frozen=True)
-class Constraint:
-    """Where an attack may move an input, in gradient space (inputs, or token embeddings).
-
-    Attributes:
-        low, high: the valid range, broadcastable to one batch (``None``: unbounded). A clean input outside
-            it is never pulled back in: the range is widened to include it, so only the attack moves anything.
-        mask: 1 where a feature may move, 0 where it is fixed (one-hot columns); ``None``: everything moves.
-        scale: the unit of epsilon: the radius is ``eps * scale``.
-        space: ``input`` or ``embedding`` (a token model: the attack perturbs its token embeddings).
-        unit: what epsilon is measured in, for the evidence.
-    """
-
-    low: torch.Tensor | None = None
-    high: torch.Tensor | None = None
-    mask: torch.Tensor | None = None
-    scale: float = 1.0
-    space: str = "input"
-    unit: str = "input units"
-
-    def masked(self, t: torch.Tensor) -> torch.Tensor:
-        return t if self.mask is None else t * self.mask.to(t.device, t.dtype)
-
-    def bounds(self, x: torch.Tensor) -> tuple[torch.Tensor | float | None, torch.Tensor | float | None]:
-        """The valid range around clean inputs ``x``, widened to hold them: computed once per attack, used at every step.
-
-        A scalar bound that already holds every clean value stays a number, so each step clamps by a scalar (images on [0, 1]).
-        """
-        def widened(bound: torch.Tensor | None, pick, holds) -> torch.Tensor | float | None:
-            if bound is None:
-                return None
-            bound = bound.to(x.device, x.dtype)
-            if bound.dim() == 0 and bool(holds(x, bound).all()):
-                return float(bound)
-            return pick(bound, x)
-
-        return (widened(self.low, torch.minimum, lambda v, b: v >= b), widened(self.high, torch.maximum, lambda v, b: v <= b))
-
-    def clip(self, adv: torch.Tensor, x: torch.Tensor, bounds: tuple | None = None) -> torch.Tensor:
-        """``adv`` inside the valid range (widened to hold the clean ``x``)."""
-        low, high = bounds or self.bounds(x)
-        if low is None and high is None:
-            return adv
-        return torch.clamp(adv, min=low, max=high)
-
-    def project(self, adv: torch.Tensor, x: torch.Tensor, radius: float | torch.Tensor, norm: str, bounds: tuple | None = None) -> torch.Tensor:
-        """The nearest point to ``adv`` within ``radius`` of ``x`` (in ``norm``), with fixed features unmoved and the range kept.
-
-        ``radius``: one for every row, or ``(N,)``, each row its own.
-        """
-        delta = self.masked(adv - x)
-        radius = _per_row(radius, delta)
-        if norm == "linf":
-            delta = torch.clamp(delta, -radius, radius) if isinstance(radius, torch.Tensor) else delta.clamp(-radius, radius)
-        else:
-            length = delta.flatten(1).norm(dim=1).view(-1, *([1] * (delta.dim() - 1)))
-            delta = delta * torch.clamp(radius / (length + 1e-12), max=1.0)
-        return self.clip(x + delta, x, bounds)
-
-
-def constraint_for(task, model: nn.Module) -> Constraint:
-    """The constraint of ``task``'s modality (see the module docstring), for attacks on ``model``.
-
-    Raises:
-        ModelError: a text task whose model has no token embedding layer (there is no continuous space to attack).
-    """
-    from ..errors import ModelError
-
-    train = task.train.x
-    if task.modality == "text":
-        layer = grad.embedding_layer(model)
-        if layer is None:
-            raise ModelError(f"{type(model).__name__}: a text model without a token embedding layer has no continuous input to attack")
-        scale = float(layer.weight.detach().float().std())
-        return Constraint(scale=scale, space="embedding", unit=f"the token embedding table's standard deviation ({scale:.3g})")
-    if task.modality == "image":  # images are on [0, 1] throughout assay (loaders scale them; corruptions clip to it)
-        return Constraint(torch.tensor(0.0), torch.tensor(1.0), unit="pixel values on [0, 1]")
-    values = np.asarray(train, dtype=np.float32)
-    if task.modality == "signal":
-        std = float(values.std()) or 1.0
-        return Constraint(torch.tensor(float(values.min())), torch.tensor(float(values.max())), scale=std,
-                          unit=f"the training signals' standard deviation ({std:.3g}); values kept within their training range")
-    # Tables: numeric columns move within each one's training range; one-hot columns of categories stay as they are.
-    low, high = torch.from_numpy(values.min(0))[None], torch.from_numpy(values.max(0))[None]
-    numeric = getattr(task.pipeline, "numeric", None)
-    if numeric is None:
-        return Constraint(low, high, unit="the table's own units (no pipeline standardised it); each column kept within its training range")
-    mask = torch.zeros((1, values.shape[1]))
-    mask[:, : len(numeric)] = 1.0  # the pipeline puts numeric columns first, then each category block
-    return Constraint(low, high, mask, unit="standardised units of the numeric columns (one-hot columns fixed), each within its training range")
 
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -302,7 +211,7 @@ def _pgd_run(model, x0, ids, target, radius, fraction, constraint: Constraint, n
                 if len(rows) == 0:
                     return out, stopped
         step = fraction if schedule == "constant" else fraction * 0.5 * (1 + math.cos(math.pi * t / steps))
-        adv = constraint.project(adv + _per_row(step * radius, g) * _direction(constraint.masked(g), norm), x0, radius, norm, (low, high))
+        adv = constraint.project(adv + per_row(step * radius, g) * _direction(constraint.masked(g), norm), x0, radius, norm, (low, high))
     if not stop:
         return adv, stopped
     out = out.clone() if out is adv else out
@@ -430,11 +339,11 @@ def _direction(g: torch.Tensor, norm: str) -> torch.Tensor:
 def _uniform_ball(x: torch.Tensor, radius: float | torch.Tensor, norm: str, gen: torch.Generator) -> torch.Tensor:
     """A random point of the ball: uniform per coordinate (L-inf), a random direction at a uniform-volume radius (L2)."""
     if norm == "linf":
-        return (torch.rand(x.shape, generator=gen) * 2 - 1).to(x.device, x.dtype) * _per_row(radius, x)
+        return (torch.rand(x.shape, generator=gen) * 2 - 1).to(x.device, x.dtype) * per_row(radius, x)
     d = torch.randn(x.shape, generator=gen)
     d = d / (d.flatten(1).norm(dim=1).view(-1, *([1] * (d.dim() - 1))) + 1e-12)
     r = torch.rand(len(x), generator=gen).to(x.device) ** (1.0 / max(1, x[0].numel()))
-    return d.to(x.device, x.dtype) * _per_row(radius * r, x)
+    return d.to(x.device, x.dtype) * per_row(radius * r, x)
 
 
 def _radius(eps: float | torch.Tensor, constraint: Constraint, n: int, device: torch.device) -> float | torch.Tensor:
@@ -451,13 +360,6 @@ def _radius(eps: float | torch.Tensor, constraint: Constraint, n: int, device: t
     if not bool(torch.isfinite(r).all()) or bool((r < 0).any()):
         raise SpecError("eps holds a negative or non-finite radius; give finite epsilons >= 0")
     return r * constraint.scale
-
-
-def _per_row(value: float | torch.Tensor, like: torch.Tensor) -> float | torch.Tensor:
-    """A number as it is; an ``(N,)`` tensor shaped to broadcast over ``like``'s rows ``(N, 1, ...)``."""
-    if not isinstance(value, torch.Tensor):
-        return value
-    return value.to(like.device, like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
 
 def _kept(keep: torch.Tensor, *values):

@@ -15,7 +15,8 @@ import math
 
 import torch
 
-from .attacks import Constraint, Predict, margin
+from .attack_constraint import Constraint
+from .attacks import Predict, margin
 
 _HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # of 10k queries (Andriushchenko et al. 2020)
 
