@@ -136,6 +136,8 @@ def test_bad_settings_are_refused_with_the_fix():
         A.AttackSettings(attack="square", norm="l1")
     assert A.AttackSettings(steps=10).digest() != A.AttackSettings(steps=20).digest()
     assert A.AttackSettings(attack="square", steps=10).digest() == A.AttackSettings(attack="square", steps=20).digest()  # unused by Square
+    fgsm = A.AttackSettings(attack="fgsm", steps=10).digest()
+    assert fgsm == A.AttackSettings(attack="fgsm", steps=20, stop_when_fooled=False).digest()  # one step: none of these apply
 
 
 @pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 1.0)])

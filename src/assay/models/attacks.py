@@ -93,10 +93,10 @@ class AttackSettings:
             raise ValueError(f"p_init = {self.p_init}; use a share of the features in (0, 1]")
 
     def digest(self) -> str:
-        """A short hash of the settings that change this attack's output (Square's for Square, the gradient attacks' for them)."""
+        """A short hash of the settings that change this attack's output (FGSM's one step reads none of the iterative ones)."""
         kept = asdict(self)
-        unused = (("queries", "p_init") if self.attack in WHITE_BOX
-                  else ("steps", "restarts", "step_size", "random_start", "schedule", "stop_when_fooled"))
+        iterative = ("steps", "restarts", "step_size", "random_start", "schedule", "stop_when_fooled")
+        unused = {"fgsm": ("queries", "p_init", *iterative), "square": iterative}.get(self.attack, ("queries", "p_init"))
         for key in unused:
             kept.pop(key)
         return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
